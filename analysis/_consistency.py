@@ -1,0 +1,132 @@
+"""Jensen-Shannon distances between layers and between heads (Clark et al. 2019), and a
+display order for heads from average-linkage clustering."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from ._common import CHUNK_ELEMENTS, build_masks, check_broadcast, layer_list, row_mean
+
+
+def _entropy_last(p: Tensor) -> Tensor:
+    """``-sum_j p_j ln p_j`` over the last axis."""
+    return torch.special.entr(p).sum(-1)
+
+
+def _pairwise_js(x: Tensor, rows: Tensor | None) -> Tensor:
+    """Row-averaged JS divergence between every pair of maps.
+
+    ``x [N, B, 1, q, k]`` (N maps per batch item), ``rows`` bool ``[B, 1, q]`` or None ->
+    ``[N, N, B]`` with ``JSD(P, Q) = H((P+Q)/2) - (H(P) + H(Q)) / 2`` (natural log) per row,
+    clamped at 0 against rounding and averaged over valid rows.
+    """
+    n = x.shape[0]
+    b = x.shape[1]
+    h = _entropy_last(x)  # [N, B, 1, q]
+    out = torch.zeros(n, n, b, dtype=torch.float32, device=x.device)
+    per_map = max(1, x[0].numel())
+    step = max(1, CHUNK_ELEMENTS // per_map)
+    for a in range(n - 1):
+        for s in range(a + 1, n, step):
+            e = min(n, s + step)
+            m = (x[a].unsqueeze(0) + x[s:e]) * 0.5  # [c, B, 1, q, k]
+            jsd = (_entropy_last(m) - 0.5 * (h[a].unsqueeze(0) + h[s:e])).clamp_(min=0.0)  # [c, B, 1, q]
+            d = row_mean(jsd, rows).squeeze(-1)  # [c, B]
+            out[a, s:e] = d
+            out[s:e, a] = d
+    return out
+
+
+def layer_consistency(
+    layers: object,
+    *,
+    causal: bool = False,
+    key_mask: Tensor | None = None,
+    query_mask: Tensor | None = None,
+) -> Tensor:
+    """Jensen-Shannon distance between the head-averaged attention maps of every pair of layers.
+
+    ``layers``: sequence of ``[batch, heads, q, k]`` (one per layer) or ``[L, batch, heads, q, k]``
+    -> ``[batch, L, L]``. With ``P_l = mean_h A_l`` and ``M = (P_a + P_b) / 2``:
+    ``D[a, b] = sqrt( mean_i JSD(P_a[i], P_b[i]) )``, ``JSD = (KL(P||M) + KL(Q||M)) / 2`` in nats,
+    averaged over valid query rows (padding queries excluded). Symmetric, 0 on the diagonal,
+    bounded by ``sqrt(ln 2)``. JS divergence between attention maps follows Clark et al. 2019.
+    """
+    ws = layer_list(layers)
+    q, k = ws[0].shape[-2:]
+    masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=ws[0].device)
+    check_broadcast(ws[0], masks, "layers[0]")
+    p = torch.stack([w.mean(dim=1, keepdim=True) for w in ws])  # [L, B, 1, q, k]
+    rows = None if masks.rows is None else masks.rows.expand(p.shape[1], 1, q)  # [B, 1, q]
+    js = _pairwise_js(p, rows)  # [L, L, B]
+    return js.sqrt().permute(2, 0, 1).contiguous()  # [B, L, L]
+
+
+def head_distance(
+    layers: object,
+    *,
+    causal: bool = False,
+    key_mask: Tensor | None = None,
+    query_mask: Tensor | None = None,
+) -> Tensor:
+    """Jensen-Shannon distance between every pair of heads of the model (Clark et al. 2019).
+
+    ``layers``: sequence of ``[batch, heads, q, k]`` or ``[L, batch, heads, q, k]`` ->
+    ``[L*H, L*H]``, head ``(l, h)`` at index ``l * H + h``. For heads ``A``, ``B``:
+    ``D = mean_batch sqrt( mean_i JSD(A[i], B[i]) )`` (natural log, valid query rows). Clark et al.
+    sum the JS divergence over rows; the row mean used here keeps ``D`` within ``[0, sqrt(ln 2)]``
+    at any length and matches :func:`layer_consistency`. Cost ``O((L*H)^2 * q * k)``.
+    """
+    ws = layer_list(layers)
+    b, n_heads, q, k = ws[0].shape
+    masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=ws[0].device)
+    check_broadcast(ws[0], masks, "layers[0]")
+    x = torch.stack(ws).transpose(1, 2).reshape(len(ws) * n_heads, b, 1, q, k)  # [L*H, B, 1, q, k]
+    rows = None if masks.rows is None else masks.rows.expand(b, 1, q)  # [B, 1, q]
+    return _pairwise_js(x, rows).sqrt().mean(-1)  # [L*H, L*H]
+
+
+def cluster_order(distance: Tensor) -> Tensor:
+    """Leaf order of average-linkage (UPGMA) hierarchical clustering of a distance matrix.
+
+    ``distance [n, n]`` (symmetric, non-negative) -> ``long [n]``, a permutation that puts similar
+    items next to each other (for ordering heads in a heatmap). Repeatedly merges the two closest
+    clusters; the distance of a merged cluster ``C = A u B`` to ``X`` is
+    ``(|A| d(A, X) + |B| d(B, X)) / (|A| + |B|)``; the leaves of the older (lower-index) cluster
+    come first. Ties are broken by the lowest index, so the order is deterministic.
+    """
+    if not isinstance(distance, Tensor):
+        raise TypeError(f"distance must be a torch.Tensor [n, n], got {type(distance).__name__}")
+    if distance.ndim != 2 or distance.shape[0] != distance.shape[1]:
+        raise ValueError(f"distance must be a square [n, n] matrix, got shape {tuple(distance.shape)}")
+    d = distance.detach().to(torch.float64).cpu().numpy().copy()  # [n, n]
+    n = d.shape[0]
+    if n == 0:
+        return torch.zeros(0, dtype=torch.long)
+    if not np.isfinite(d).all():
+        raise ValueError("distance contains NaN or infinite entries")
+    if (d < 0).any():
+        raise ValueError("distance must be non-negative")
+    if not np.allclose(d, d.T, atol=1e-6):
+        raise ValueError("distance must be symmetric")
+    np.fill_diagonal(d, np.inf)
+    orders: list[list[int]] = [[i] for i in range(n)]
+    sizes = np.ones(n)
+    active = np.ones(n, dtype=bool)
+    for _ in range(n - 1):
+        flat = int(np.argmin(d))
+        a, b = divmod(flat, n)
+        a, b = min(a, b), max(a, b)
+        merged = (sizes[a] * d[a] + sizes[b] * d[b]) / (sizes[a] + sizes[b])  # [n]
+        d[a, :] = merged
+        d[:, a] = merged
+        d[a, a] = np.inf
+        d[b, :] = np.inf
+        d[:, b] = np.inf
+        d[a, ~active] = np.inf
+        d[~active, a] = np.inf
+        orders[a] = orders[a] + orders[b]
+        sizes[a] += sizes[b]
+        active[b] = False
+    return torch.tensor(orders[int(np.flatnonzero(active)[0])], dtype=torch.long)

@@ -1,0 +1,76 @@
+"""Attention entropy per query row and per head (Clark et al. 2019, "What Does BERT Look At?")."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ._common import build_masks, check_attention, check_broadcast, chunked_row_reduce, row_mean
+
+
+def _entropy_rows(w: Tensor) -> Tensor:
+    """``-sum_j a_ij ln a_ij`` for ``w [..., q, k]`` -> ``[..., q]`` (0 ln 0 = 0), chunked."""
+    return chunked_row_reduce(w, lambda b: torch.special.entr(b).sum(-1))
+
+
+def _normalizer(n_keys: Tensor) -> Tensor:
+    """``1 / ln(n)`` per row, 0 where ``n <= 1`` (a row with one key has entropy 0 by definition)."""
+    log_n = torch.log(n_keys.clamp(min=1.0))
+    return torch.where(n_keys > 1, 1.0 / log_n.clamp(min=math.log(2.0)), torch.zeros_like(log_n))
+
+
+def _row_entropy(
+    weights: Tensor, *, normalize: bool, causal: bool, key_mask: Tensor | None, query_mask: Tensor | None
+) -> tuple[Tensor, Tensor | None]:
+    """Shared core: per-row entropy ``[..., heads, q]`` and the valid-row mask ``[..., 1, q]``."""
+    w = check_attention(weights)
+    q, k = w.shape[-2:]
+    masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=w.device)
+    check_broadcast(w, masks)
+    h = _entropy_rows(w)  # [..., heads, q]
+    if normalize:
+        h = h * _normalizer(masks.n_keys)  # [..., heads, q] * [..., 1, q]
+    return h, masks.rows
+
+
+def row_entropy(
+    weights: Tensor,
+    *,
+    normalize: bool = False,
+    causal: bool = False,
+    key_mask: Tensor | None = None,
+    query_mask: Tensor | None = None,
+) -> Tensor:
+    """Entropy of every attention row (Clark et al. 2019).
+
+    ``H_i = -sum_j a_ij ln a_ij`` in nats for ``weights [..., heads, q, k]`` -> ``[..., heads, q]``.
+    With ``normalize=True`` each row is divided by ``ln n_i``, ``n_i`` = number of keys row ``i``
+    may attend to (causal row ``i`` of a square map: ``i + 1``; padding keys excluded), so a
+    one-hot row gives 0 and a uniform row over its valid keys gives 1; rows with one valid key
+    give 0. Invalid rows (padding queries, rows without any valid key) are NaN.
+    Masks: ``causal``, ``key_mask [batch, k]``, ``query_mask [batch, q]`` (see ``analysis``).
+    """
+    h, rows = _row_entropy(weights, normalize=normalize, causal=causal, key_mask=key_mask, query_mask=query_mask)
+    if rows is not None:
+        h = h.masked_fill(~rows, float("nan"))
+    return h
+
+
+def head_entropy(
+    weights: Tensor,
+    *,
+    normalize: bool = False,
+    causal: bool = False,
+    key_mask: Tensor | None = None,
+    query_mask: Tensor | None = None,
+) -> Tensor:
+    """Mean attention entropy of each head (Clark et al. 2019, "What Does BERT Look At?").
+
+    ``H = mean_i ( -sum_j a_ij ln a_ij )`` over valid query rows, in nats:
+    ``weights [..., heads, q, k]`` -> ``[..., heads]``. Uniform attention over ``n`` keys gives
+    ``ln n``. ``normalize=True`` divides each row by ``ln n_i`` first (see :func:`row_entropy`),
+    giving 0 for one-hot and 1 for uniform heads. Padding query rows are left out of the mean.
+    """
+    h, rows = _row_entropy(weights, normalize=normalize, causal=causal, key_mask=key_mask, query_mask=query_mask)
+    return row_mean(h, rows)

@@ -1,0 +1,140 @@
+"""Hugging Face adapter: a registered attention function ("attnscope") that records weights.
+
+transformers 5 modules call ``ALL_ATTENTION_FUNCTIONS.get_interface(config._attn_implementation,
+eager_attention_forward)``. During a capture the engine sets ``_attn_implementation = "attnscope"``
+on every config the model's modules read; `attnscope_attention` then runs the module's *own*
+eager function (so weights equal eager ``output_attentions=True`` exactly) through the active
+recorder. Masks are built by transformers' eager mask function (additive float masks).
+"""
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+IMPL = "attnscope"
+
+
+def generic_eager_attention(
+    module: nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    scaling: float | None = None,
+    dropout: float = 0.0,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fallback eager attention: A = softmax(Q Kᵀ·scaling + mask), out = A V.
+
+    query [b, h, q, d]; key/value [b, h_kv, k, d] repeated to h heads (GQA). Returns
+    (out [b, q, h, d], A [b, h, q, k]).
+    """
+    if scaling is None:
+        scaling = query.shape[-1] ** -0.5
+    groups = query.shape[1] // key.shape[1]
+    if groups > 1:
+        key = key.repeat_interleave(groups, dim=1)  # [b, h, k, d]
+        value = value.repeat_interleave(groups, dim=1)
+    scores = torch.matmul(query, key.transpose(-1, -2)) * scaling  # [b, h, q, k]
+    if attention_mask is not None:
+        scores = scores + attention_mask[..., : key.shape[-2]]
+    weights = nn.functional.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+    weights = nn.functional.dropout(weights, p=dropout, training=module.training)
+    out = torch.matmul(weights, value).transpose(1, 2).contiguous()  # [b, q, h, d]
+    return out, weights
+
+
+def module_eager(module: nn.Module) -> Callable[..., tuple[torch.Tensor, torch.Tensor]]:
+    """The eager attention function of the module's own modeling file (model-specific details such
+    as GPT-2's upcast/reorder path or T5's position_bias), else `generic_eager_attention`."""
+    if getattr(module, "reorder_and_upcast_attn", False) and hasattr(module, "_upcast_and_reordered_attn"):
+
+        def gpt2_upcast(mod, query, key, value, attention_mask, **_kw):
+            return mod._upcast_and_reordered_attn(query, key, value, attention_mask)
+
+        return gpt2_upcast
+    fn = getattr(sys.modules.get(type(module).__module__), "eager_attention_forward", None)
+    return fn if callable(fn) else generic_eager_attention
+
+
+def _to_additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor | None:
+    """A boolean keep-mask (sdpa style, True = attend) as an additive float mask (0 / dtype min)."""
+    if mask is None or mask.dtype != torch.bool:
+        return mask
+    return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+
+
+def attnscope_attention(module, query, key, value, attention_mask, **kwargs):
+    """The registered attention function: record through the active recorder, else run untouched.
+
+    Outside a capture (another thread sharing the model while it is switched), the call is
+    delegated to transformers' sdpa function, which accepts the eager-style float masks.
+    """
+    from ._engine import active_site  # local import: _engine imports this module
+
+    hit = active_site(module)
+    if hit is None:
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    recorder, site = hit
+    eager = module_eager(module)
+    # A mask built before the switch (sdpa style, boolean) is converted; eager masks pass through.
+    attention_mask = _to_additive(attention_mask, query.dtype)
+    if not recorder.wants(site):
+        return eager(module, query, key, value, attention_mask, **kwargs)
+    return recorder.hf_attention(site, module, query, key, value, attention_mask, eager, **kwargs)
+
+
+_registered = False
+
+
+def register() -> None:
+    """Register the "attnscope" attention and mask functions with transformers (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface, eager_mask
+
+    AttentionInterface.register(IMPL, attnscope_attention)
+    AttentionMaskInterface.register(IMPL, eager_mask)
+    _registered = True
+
+
+def configs_of(model: nn.Module) -> list[Any]:
+    """Every distinct PreTrainedConfig object the model and its modules read (with sub-configs)."""
+    from transformers import PretrainedConfig
+
+    found: dict[int, Any] = {}
+
+    def add(cfg: Any) -> None:
+        if isinstance(cfg, PretrainedConfig) and id(cfg) not in found:
+            found[id(cfg)] = cfg
+            for key in getattr(cfg, "sub_configs", {}) or {}:
+                add(getattr(cfg, key, None))
+
+    for mod in model.modules():
+        add(getattr(mod, "config", None))
+    return list(found.values())
+
+
+def is_hf_model(model: nn.Module) -> bool:
+    return bool(configs_of(model))
+
+
+def switch(configs: list[Any]) -> list[tuple[Any, Any]]:
+    """Set "attnscope" on every config; returns (config, original) pairs for `restore`."""
+    saved = [(cfg, cfg.__dict__.get("_attn_implementation_internal")) for cfg in configs]
+    for cfg in configs:
+        cfg._attn_implementation_internal = IMPL  # direct: the property setter would recurse into sub-configs
+    return saved
+
+
+def restore(saved: list[tuple[Any, Any]]) -> None:
+    for cfg, original in saved:
+        cfg._attn_implementation_internal = original

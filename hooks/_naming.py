@@ -1,0 +1,87 @@
+"""Which modules hold attention, and what to call them (name, layer, stack, kind)."""
+from __future__ import annotations
+
+import inspect
+import re
+from functools import lru_cache
+
+from torch import nn
+
+from ._types import Kind, Site
+
+# first path part that names a stack -> reported stack
+_STACK_MARKERS = {"encoder": "encoder", "decoder": "decoder", "text_model": "text", "vision_model": "vision"}
+_CROSS_MARKERS = ("crossattention", "cross_attention", "cross_attn", "encdecattention", "encoder_attn", "multihead_attn")
+_ATTENTION_CLASS = re.compile(r"attention$", re.IGNORECASE)
+
+
+@lru_cache(maxsize=None)
+def _uses_attention_interface(cls: type) -> bool:
+    """True when the class's forward dispatches through transformers' ALL_ATTENTION_FUNCTIONS."""
+    try:
+        src = inspect.getsource(cls.forward)
+    except (OSError, TypeError):
+        return False
+    return "ALL_ATTENTION_FUNCTIONS" in src
+
+
+def is_capturable(module: nn.Module) -> bool:
+    return isinstance(module, nn.MultiheadAttention) or _uses_attention_interface(type(module))
+
+
+def _stack_marker(name: str) -> str | None:
+    for part in name.split("."):
+        if part in _STACK_MARKERS:
+            return _STACK_MARKERS[part]
+    return None
+
+
+def _layer_index(name: str) -> int:
+    parts = name.split(".")
+    start = next((i for i, p in enumerate(parts) if p in _STACK_MARKERS), 0)
+    return next((int(p) for p in parts[start:] if p.isdigit()), 0)
+
+
+def _kind(name: str, module: nn.Module) -> Kind:
+    low = name.lower()
+    if getattr(module, "is_cross_attention", False) or any(m in low for m in _CROSS_MARKERS):
+        return "cross"
+    return "self"
+
+
+def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str]]:
+    """Map id(module) -> Site for every capturable attention module, and id(module) -> name for
+    "opaque" ones: modules whose class name ends in "Attention", that are not capturable and have
+    no capturable module above or below them (fused or hand-written attention we cannot observe).
+
+    stack: "encoder"/"decoder" (or "text"/"vision" for CLIP-style towers) when the capturable modules
+    live under more than one such path part, else None. layer: first integer in the path after
+    the stack part. Root module without a name is called by its class name.
+    """
+    named = [(name, mod) for name, mod in model.named_modules()]
+    capt = [(name, mod) for name, mod in named if is_capturable(mod)]
+    stacks = {_stack_marker(name) for name, _ in capt}
+    multi = len(stacks - {None}) > 1
+    sites = {
+        id(mod): Site(
+            name or type(mod).__name__,
+            _layer_index(name),
+            _stack_marker(name) if multi else None,
+            _kind(name, mod),
+        )
+        for name, mod in capt
+    }
+    capt_names = [name for name, _ in capt]
+
+    def related(name: str) -> bool:
+        return any(
+            c == name or name == "" or c.startswith(name + ".") or name.startswith(c + ".") or c == ""
+            for c in capt_names
+        )
+
+    opaque = {
+        id(mod): name or type(mod).__name__
+        for name, mod in named
+        if _ATTENTION_CLASS.search(type(mod).__name__) and not is_capturable(mod) and not related(name)
+    }
+    return sites, opaque

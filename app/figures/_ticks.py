@@ -1,0 +1,27 @@
+"""Tick helpers shared by the plotly and matplotlib renderers."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+MAX_TICKS = 48
+
+
+def tick_positions(n: int, max_ticks: int = MAX_TICKS) -> np.ndarray:
+    """Integer positions to label on an axis of n cells: all of them up to `max_ticks`, else evenly spaced."""
+    if n <= max_ticks:
+        return np.arange(n)
+    step = math.ceil(n / max_ticks)
+    return np.arange(0, n, step)
+
+
+def log_ticks(values: np.ndarray, floor: float) -> tuple[list[float], list[str]]:
+    """Colour-bar ticks for a log10 colour scale: powers of ten spanning the finite values (>= floor)."""
+    finite = values[np.isfinite(values)]
+    hi = float(finite.max()) if finite.size else 1.0
+    lo = float(max(finite.min(), floor)) if finite.size else floor
+    lo_exp = math.floor(math.log10(max(lo, floor)))
+    hi_exp = math.ceil(math.log10(max(hi, floor)))
+    exps = list(range(lo_exp, hi_exp + 1)) or [hi_exp]
+    return [float(e) for e in exps], [f"1e{e}" if e else "1" for e in exps]

@@ -72,7 +72,8 @@ def layer_list(layers: object, name: str = "layers", *, square: bool = False) ->
     return out
 
 
-def _as_bool_mask(m: object, name: str, length: int, axis: str) -> Tensor:
+def as_bool_mask(m: object, name: str, length: int, axis: str) -> Tensor:
+    """Validate a ``[batch, length]`` or ``[length]`` mask (bool or 0/1 ints) and return it as bool."""
     if not isinstance(m, Tensor):
         raise TypeError(f"{name} must be a bool torch.Tensor [batch, {axis}], got {type(m).__name__}")
     if m.ndim not in (1, 2):
@@ -114,7 +115,7 @@ def build_masks(
         # key j allowed for query i iff j <= i + (k - q)
         keys = torch.ones(q, k, dtype=torch.bool, device=device).tril(k - q)  # [q, k]
     if key_mask is not None:
-        km = _as_bool_mask(key_mask, "key_mask", k, "k").to(device)[..., None, None, :]  # [*B, 1, 1, k]
+        km = as_bool_mask(key_mask, "key_mask", k, "k").to(device)[..., None, None, :]  # [*B, 1, 1, k]
         keys = km if keys is None else keys & km  # [*B, 1, q, k]
     if query_mask is None and key_mask is not None and q == k:
         query_mask = key_mask
@@ -127,7 +128,7 @@ def build_masks(
         n_keys = keys.sum(-1, dtype=torch.float32)  # [..., 1, q]
         rows = n_keys >= 1
     if query_mask is not None:
-        qm = _as_bool_mask(query_mask, "query_mask", q, "q").to(device)[..., None, :]  # [*B, 1, q]
+        qm = as_bool_mask(query_mask, "query_mask", q, "q").to(device)[..., None, :]  # [*B, 1, q]
         rows = qm if rows is None else rows & qm
     return Masks(keys=keys, n_keys=n_keys, rows=rows)
 

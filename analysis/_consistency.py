@@ -1,12 +1,18 @@
-"""Jensen-Shannon distances between layers and between heads (Clark et al. 2019), and a
-display order for heads from average-linkage clustering."""
+"""Consistency of attention: Jensen-Shannon distances between layers and between heads
+(Clark et al. 2019), a display order for heads from average-linkage clustering, and the spread of
+head statistics across inputs."""
 from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
 from ._common import CHUNK_ELEMENTS, build_masks, check_broadcast, layer_list, row_mean
+from ._patterns import PATTERN_LABELS, PATTERN_NAMES, HeadPatterns, labels_of
 
 
 def _entropy_last(p: Tensor) -> Tensor:
@@ -130,3 +136,68 @@ def cluster_order(distance: Tensor) -> Tensor:
         sizes[a] += sizes[b]
         active[b] = False
     return torch.tensor(orders[int(np.flatnonzero(active)[0])], dtype=torch.long)
+
+
+@dataclass(frozen=True)
+class CrossInputConsistency:
+    """How stable each head is across inputs; tensors ``[..., heads]``.
+
+    ``mean[name]`` / ``std[name]`` for every pattern score and ``"entropy"`` (NaN-aware, population
+    std); ``modal_label_index``: the most frequent dominant label (index into
+    :data:`PATTERN_LABELS`, ties to the lower index); ``label_agreement``: fraction of inputs whose
+    label is the modal one; ``label_changes``: True where the dominant label is not the same on
+    every input.
+    """
+
+    n_inputs: int
+    mean: dict[str, Tensor]
+    std: dict[str, Tensor]
+    modal_label_index: Tensor
+    label_agreement: Tensor
+    label_changes: Tensor
+
+    @property
+    def modal_labels(self) -> Any:
+        """Modal labels as nested lists of str."""
+        return labels_of(self.modal_label_index)
+
+
+def cross_input_consistency(per_input: Sequence[HeadPatterns]) -> CrossInputConsistency:
+    """Spread of each head's entropy and pattern scores over a set of inputs.
+
+    ``per_input``: one :class:`HeadPatterns` per input (from :func:`head_patterns`, equal shapes
+    ``[..., heads]``, at least 2). For every score ``s`` and head: ``mean = nanmean_n s_n``,
+    ``std = sqrt(nanmean_n (s_n - mean)^2)``; a head whose dominant label differs between inputs
+    is flagged in ``label_changes``: a pattern seen on one input may not hold on others.
+    """
+    if isinstance(per_input, HeadPatterns) or not isinstance(per_input, Sequence):
+        raise TypeError("per_input must be a sequence of HeadPatterns, one per input")
+    if len(per_input) < 2:
+        raise ValueError(f"need the patterns of at least 2 inputs to measure their spread, got {len(per_input)}")
+    for i, p in enumerate(per_input):
+        if not isinstance(p, HeadPatterns):
+            raise TypeError(f"per_input[{i}] must be a HeadPatterns (from head_patterns), got {type(p).__name__}")
+        if p.label_index.shape != per_input[0].label_index.shape:
+            raise ValueError(
+                f"per_input[{i}] has head shape {tuple(p.label_index.shape)} but per_input[0] has "
+                f"{tuple(per_input[0].label_index.shape)}: compare the same model's heads"
+            )
+    mean: dict[str, Tensor] = {}
+    std: dict[str, Tensor] = {}
+    for name in (*PATTERN_NAMES, "entropy"):
+        x = torch.stack([p.entropy if name == "entropy" else p.scores[name] for p in per_input])  # [N, ..., heads]
+        m = x.nanmean(dim=0)
+        mean[name] = m
+        std[name] = ((x - m) ** 2).nanmean(dim=0).sqrt()
+    labels = torch.stack([p.label_index for p in per_input])  # [N, ..., heads]
+    counts = torch.stack([(labels == c).sum(dim=0) for c in range(len(PATTERN_LABELS))])  # [C, ..., heads]
+    modal = counts.argmax(dim=0)  # first maximum = lower index on ties
+    agreement = counts.amax(dim=0).to(torch.float32) / len(per_input)
+    return CrossInputConsistency(
+        n_inputs=len(per_input),
+        mean=mean,
+        std=std,
+        modal_label_index=modal,
+        label_agreement=agreement,
+        label_changes=agreement < 1.0,
+    )

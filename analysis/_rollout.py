@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._common import _as_bool_mask, as_float, layer_list
+from ._common import as_bool_mask, as_float, layer_list
 
 HeadFusion = Literal["mean", "max", "min"]
 _FUSIONS = ("mean", "max", "min")
@@ -74,7 +74,7 @@ def attention_rollout(
     b, _, n, _ = ws[0].shape
     km = None
     if key_mask is not None:
-        km = _as_bool_mask(key_mask, "key_mask", n, "n").to(ws[0].device).expand(b, n)  # [batch, n]
+        km = as_bool_mask(key_mask, "key_mask", n, "n").to(ws[0].device).expand(b, n)  # [batch, n]
     eye = torch.eye(n, dtype=torch.float32, device=ws[0].device)  # [n, n]
     r: Tensor | None = None
     for w in ws[start_layer:]:

@@ -500,22 +500,22 @@ def max_positions_of(config: Any = None, tokenizer: Any = None) -> int | None:
     return min(limits) if limits else None
 
 
-Modality = Literal["text", "image", "image-to-text"]
-_MODALITY_NEEDS = {"text": "text", "image": "image", "image-to-text": "image"}
+Modality = Literal["text", "image", "image-to-text", "image-text"]
+_MODALITIES = ("text", "image", "image-to-text", "image-text")
 
 
 def check_modality(modality: Modality, given: str | Iterable[str]) -> None:
     """Raise `InputError` if the inputs `given` ("text", "image", or several) don't fit the model.
 
-    text models read text; image models read an image; image-to-text (captioning) models read
-    an image and optionally a caption text.
+    text: text only; image: an image only; image-to-text (captioning): an image, optionally with
+    caption text; image-text (dual encoders such as CLIP): text, an image, or both.
     """
-    if modality not in _MODALITY_NEEDS:
-        raise ValueError(f"unknown modality {modality!r}; expected one of {sorted(_MODALITY_NEEDS)}")
+    if modality not in _MODALITIES:
+        raise ValueError(f"unknown modality {modality!r}; expected one of {list(_MODALITIES)}")
     kinds = {given} if isinstance(given, str) else set(given)
     unknown = kinds - {"text", "image"}
-    if unknown:
-        raise ValueError(f"unknown input kind(s) {sorted(unknown)}; expected 'text' or 'image'")
+    if unknown or not kinds:
+        raise ValueError(f"input kinds must be 'text' and/or 'image', got {sorted(kinds)}")
     if modality == "text" and "image" in kinds:
         raise InputError(
             "This is a text model: it reads text, not images. Type or upload text, or choose an image model."
@@ -525,10 +525,8 @@ def check_modality(modality: Modality, given: str | Iterable[str]) -> None:
             "This is an image model: it reads an image, not text. Upload a PNG, JPEG, WebP, BMP or GIF "
             "image (or pick a sample image), or choose a text model."
         )
-    if _MODALITY_NEEDS[modality] not in kinds:
-        if modality == "image-to-text":
-            raise InputError("This captioning model needs an image first: it writes the caption from the image.")
-        raise InputError(f"This {modality} model needs {'an image' if modality == 'image' else 'text'} as input.")
+    if modality == "image-to-text" and "image" not in kinds:
+        raise InputError("This captioning model needs an image first: it writes the caption from the image.")
 
 
 def nonfinite_warnings(named: Mapping[str, Any] | Iterable[tuple[str, Any]], *, what: str = "values") -> list[str]:

@@ -327,8 +327,12 @@ def test_modality_mismatch_messages(modality, given, expected):
 
 
 def test_modality_matches_pass():
-    for modality, given in [("text", "text"), ("image", "image"), ("image-to-text", "image"), ("image-to-text", ["image", "text"])]:
+    ok = [("text", "text"), ("image", "image"), ("image-to-text", "image"), ("image-to-text", ["image", "text"]),
+          ("image-text", "text"), ("image-text", "image"), ("image-text", ("text", "image"))]
+    for modality, given in ok:
         assert check_modality(modality, given) is None
+    with pytest.raises(ValueError, match="input kinds"):
+        check_modality("text", "audio")
     with pytest.raises(ValueError, match="unknown modality"):
         check_modality("audio", "text")  # type: ignore[arg-type]
 

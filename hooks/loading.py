@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -111,23 +112,22 @@ def _resolve_builtin(name: str):
 
 
 def _load_builtin(name: str, builtin: Any, *, device, dtype) -> ModelBundle:
-    load = getattr(builtin, "load", None)
-    if callable(load):
-        loaded = load()
-        if isinstance(loaded, ModelBundle):
-            return loaded
-        if isinstance(loaded, nn.Module) and getattr(loaded, "config", None) is None:
-            return ModelBundle(model=loaded.eval(), model_id=name, modality=getattr(builtin, "modality", "text"),
-                               kind="torch", tokenizer=getattr(builtin, "tokenizer", None))
-        if isinstance(loaded, nn.Module):
-            return _bundle_from(loaded.eval(), name, None, None, None)
-        raise LoadError(f"built-in model {name!r}: its load() returned {type(loaded).__name__}, not a model")
-    path = Path(getattr(builtin, "path"))
-    if not path.is_dir():
-        raise LoadError(f"built-in model {name!r} is missing its folder {path}; rebuild it with `python -m demos.build {name}`")
-    bundle = _load_hf(str(path), trust_remote_code=False, dtype=dtype, revision=None, allow_pickle=False,
+    """A `hooks.registry.BuiltinModel`: kind "torch" via its own load() -> (model, tokenizer);
+    kind "hf" from its folder through the Hugging Face path (safetensors, no remote code)."""
+    folder = Path(getattr(builtin, "folder", None) or getattr(builtin, "path"))
+    if not (folder / "model.safetensors").is_file():
+        raise LoadError(f"built-in model {name!r} has no weights in {folder}; rebuild it with "
+                        f"`python -m demos.build {getattr(builtin, 'name', name)}`")
+    if getattr(builtin, "kind", "hf") == "torch":
+        loaded = builtin.load()
+        model, tokenizer = loaded if isinstance(loaded, tuple) else (loaded, None)
+        if dtype is not None:
+            model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+        return ModelBundle(model=model.eval(), model_id=getattr(builtin, "name", name), tokenizer=tokenizer,
+                           modality=getattr(builtin, "modality", "text"), kind="torch")
+    bundle = _load_hf(str(folder), trust_remote_code=False, dtype=dtype, revision=None, allow_pickle=False,
                       local_files_only=True)
-    bundle.model_id = name
+    bundle.model_id = getattr(builtin, "name", name)
     return bundle
 
 
@@ -205,6 +205,11 @@ def _load_hf(source: str, *, trust_remote_code: bool, dtype, revision, allow_pic
         kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
     try:
         model = model_cls.from_pretrained(source, **kwargs)
+    except pickle.UnpicklingError:  # torch.load(weights_only=True) met a non-tensor object
+        raise LoadError(
+            f"{source!r}: its pickle weights hold objects other than tensors, which torch.load(weights_only=True) "
+            "refuses (such a file can run code when unpickled). Use safetensors weights from a source you trust."
+        ) from None
     except (OSError, ValueError, EnvironmentError) as exc:
         text = str(exc)
         if "safetensors" in text.lower() and not allow_pickle:

@@ -1,0 +1,117 @@
+"""shapes-captioner: VisionEncoderDecoderModel (ViT encoder + 2-layer GPT-2 decoder with cross-attention)
+captioning two-shape images, e.g. "red circle left of blue square".
+
+Metrics: exact-caption accuracy of greedy `generate()`, and cross-attention grounding — for each colour
+and shape word of the reference caption, the head-mean cross-attention of the decoder position that
+predicts it (teacher forcing), argmax over the 64 patches (CLS excluded), falls on a patch touched by the
+mask of the object the word describes; reported per decoder layer and for the best layer.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer, models, pre_tokenizers
+from transformers import (GPT2Config, PreTrainedTokenizerFast, ViTConfig, VisionEncoderDecoderConfig,
+                          VisionEncoderDecoderModel)
+
+from demos import _attn, _train
+from demos.shapes import COLOURS, PATCH, SHAPES, SIZE, make_caption_image, patch_mask
+from demos.shapes_vit import build_processor, to_pixels
+
+NAME = "shapes-captioner"
+TARGETS = {"caption_accuracy": 0.90, "grounding_best_layer": 0.80}
+SPECIAL = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")
+MAX_LEN = 12
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """Word-level tokenizer over the caption words; specials [PAD] [BOS] (decoder start) [EOS] [UNK]."""
+    words = [*COLOURS, *SHAPES, "left", "of", "above"]
+    tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate([*SPECIAL, *words])}, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]",
+                                   unk_token="[UNK]", model_max_length=MAX_LEN)
+
+
+def build_model(tokenizer) -> VisionEncoderDecoderModel:
+    enc = ViTConfig(image_size=SIZE, patch_size=PATCH, num_channels=3, hidden_size=64, num_hidden_layers=3,
+                    num_attention_heads=4, intermediate_size=128, hidden_dropout_prob=0.0,
+                    attention_probs_dropout_prob=0.0)
+    dec = GPT2Config(vocab_size=len(tokenizer), n_positions=MAX_LEN + 4, n_embd=64, n_layer=2, n_head=4, n_inner=128,
+                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, add_cross_attention=True, is_decoder=True,
+                     bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                     pad_token_id=tokenizer.pad_token_id)
+    config = VisionEncoderDecoderConfig.from_encoder_decoder_configs(enc, dec)
+    config.decoder_start_token_id = tokenizer.bos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    model = VisionEncoderDecoderModel(config=config)
+    gc = model.generation_config
+    gc.decoder_start_token_id, gc.bos_token_id = tokenizer.bos_token_id, tokenizer.bos_token_id
+    gc.eos_token_id, gc.pad_token_id, gc.max_length, gc.do_sample = tokenizer.eos_token_id, tokenizer.pad_token_id, MAX_LEN, False
+    return model
+
+
+def _labels(tokenizer, captions: list[str]) -> torch.Tensor:
+    """Caption ids + [EOS], right-padded with -100: [batch, T]."""
+    ids = [tokenizer(c, add_special_tokens=False)["input_ids"] + [tokenizer.eos_token_id] for c in captions]
+    T = max(map(len, ids))
+    return torch.tensor([x + [-100] * (T - len(x)) for x in ids])
+
+
+def _batches(rng, tokenizer, n):
+    while True:
+        ex = [make_caption_image(rng) for _ in range(n)]
+        yield {"pixel_values": to_pixels([e.image for e in ex]), "labels": _labels(tokenizer, [e.caption for e in ex])}
+
+
+def evaluate(model, tokenizer, *, n: int, seed: int, batch: int = 250) -> dict:
+    rng = np.random.default_rng(seed)
+    grid = SIZE // PATCH
+    exact, hits, words = 0, None, 0
+    for start in range(0, n, batch):
+        ex = [make_caption_image(rng) for _ in range(min(batch, n - start))]
+        pixels = to_pixels([e.image for e in ex])
+        with torch.no_grad():
+            gen = model.generate(pixel_values=pixels, max_length=MAX_LEN)
+        texts = tokenizer.batch_decode(gen, skip_special_tokens=True)
+        exact += sum(t.strip() == e.caption for t, e in zip(texts, ex))
+        labels = _labels(tokenizer, [e.caption for e in ex])  # [batch, T]
+        dec_in = torch.cat([torch.full((len(ex), 1), tokenizer.bos_token_id), labels[:, :-1]], 1)
+        dec_in[dec_in == -100] = tokenizer.pad_token_id
+        _, maps = _attn.capture(model, pixel_values=pixels, decoder_input_ids=dec_in)
+        cross = torch.stack(maps[("decoder", "cross")], 1).mean(2)[..., 1:]  # [batch, layers, q, patches], head mean
+        for i, e in enumerate(ex):
+            n_words = len(e.caption.split())
+            # caption word index -> (object index, query position predicting it): colour, shape of each object
+            targets = [(0, 0), (0, 1), (1, n_words - 2), (1, n_words - 1)]
+            for obj, pos in targets:
+                ok = patch_mask(e.masks[obj]).reshape(-1)[cross[i, :, pos].argmax(-1).numpy()]  # [layers]
+                hits = ok.astype(float) if hits is None else hits + ok
+                words += 1
+    per_layer = (hits / words).tolist()
+    return {"caption_accuracy": exact / n, "grounding_best_layer": max(per_layer),
+            "grounding_per_layer": per_layer, "best_layer": int(np.argmax(per_layer)), "n_images": n, "seed": seed}
+
+
+def train(out: Path, *, steps: int = 2500, seed: int = 0) -> float:
+    rng = _train.setup(seed)
+    tokenizer = build_tokenizer()
+    model = build_model(tokenizer)
+    val = lambda: str({k: v for k, v in evaluate(model, tokenizer, n=200, seed=10_001).items() if k in TARGETS})
+    secs = _train.train_loop(model, _batches(rng, tokenizer, 96), lambda m, b: m(**b).loss, steps=steps, lr=1.5e-3,
+                             warmup=200, weight_decay=0.05, log_every=250, evaluate=val)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    build_processor().save_pretrained(out)
+    return secs
+
+
+def load(folder: Path):
+    from transformers import AutoTokenizer
+
+    model = VisionEncoderDecoderModel.from_pretrained(folder, attn_implementation="eager").eval()
+    return model, AutoTokenizer.from_pretrained(folder)

@@ -1,0 +1,87 @@
+"""shapes-vit: a ViTForImageClassification (64x64, patch 8) naming the one target shape in a cluttered image.
+
+Metrics: accuracy on fresh images, and the rollout pointing game — the argmax over patches of the
+CLS row of attention rollout lies inside the target's bounding box grown by one patch.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
+
+from demos import _attn, _train
+from demos.shapes import PATCH, SHAPES, SIZE, bbox_patches, shape_batch
+
+NAME = "shapes-vit"
+TARGETS = {"accuracy": 0.95, "pointing_game": 0.85}
+MEAN = STD = [0.5, 0.5, 0.5]
+
+
+def build_model() -> ViTForImageClassification:
+    config = ViTConfig(
+        image_size=SIZE, patch_size=PATCH, num_channels=3, hidden_size=64, num_hidden_layers=4,
+        num_attention_heads=4, intermediate_size=128, hidden_dropout_prob=0.0,
+        attention_probs_dropout_prob=0.0, num_labels=len(SHAPES),
+        id2label=dict(enumerate(SHAPES)), label2id={s: i for i, s in enumerate(SHAPES)},
+    )
+    return ViTForImageClassification(config)
+
+
+def build_processor() -> ViTImageProcessor:
+    return ViTImageProcessor(do_resize=True, size={"height": SIZE, "width": SIZE}, do_normalize=True,
+                             image_mean=MEAN, image_std=STD, do_rescale=True)
+
+
+def to_pixels(images: list[np.ndarray]) -> torch.Tensor:
+    """uint8 images [H, W, 3] -> pixel_values [batch, 3, H, W], normalised as the saved processor does."""
+    x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0  # [batch, 3, H, W]
+    return (x - 0.5) / 0.5
+
+
+def _batches(rng: np.random.Generator, n: int, pool: int):
+    """Minibatches from a pool of `pool` generated images, each shown mirrored left-right at random."""
+    ex = shape_batch(rng, pool)
+    images = np.stack([e.image for e in ex])  # [pool, H, W, 3]
+    labels = torch.tensor([e.label for e in ex])
+    while True:
+        idx = rng.integers(pool, size=n)
+        x = images[idx]
+        flip = rng.random(n) < 0.5
+        x[flip] = x[flip, :, ::-1]
+        yield {"pixel_values": to_pixels(list(x)), "labels": labels[idx]}
+
+
+def evaluate(model, *, n: int, seed: int, batch: int = 200) -> dict:
+    """Accuracy and rollout pointing game on `n` fresh images drawn with `seed`."""
+    rng = np.random.default_rng(seed)
+    grid = SIZE // PATCH
+    correct = hits = 0
+    for start in range(0, n, batch):
+        ex = shape_batch(rng, min(batch, n - start))
+        out, maps = _attn.capture(model, pixel_values=to_pixels([e.image for e in ex]))
+        correct += int((out.logits.argmax(-1) == torch.tensor([e.label for e in ex])).sum())
+        cls = _attn.rollout(maps[(None, "self")])[:, 0, 1:]  # [batch, patches]: CLS row without CLS key
+        peak = cls.argmax(-1).numpy()
+        for e, p in zip(ex, peak):
+            hits += bool(bbox_patches(e.mask, margin=1)[p // grid, p % grid])
+    return {"accuracy": correct / n, "pointing_game": hits / n, "n_images": n, "seed": seed}
+
+
+def train(out: Path, *, steps: int = 2500, seed: int = 0, pool: int = 40_000) -> float:
+    rng = _train.setup(seed)
+    model = build_model()
+    val = lambda: "val " + str({k: round(v, 3) for k, v in evaluate(model, n=400, seed=10_001).items() if k in TARGETS})
+    secs = _train.train_loop(
+        model, _batches(rng, 128, pool), lambda m, b: m(**b).loss, steps=steps, lr=1.5e-3, warmup=200,
+        weight_decay=0.05, log_every=250, evaluate=val,
+    )
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    build_processor().save_pretrained(out)
+    return secs
+
+
+def load(folder: Path):
+    return ViTForImageClassification.from_pretrained(folder, attn_implementation="eager").eval()

@@ -18,7 +18,7 @@ from __future__ import annotations
 import codecs
 import hashlib
 import io
-import unicodedata
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -54,7 +54,10 @@ IMAGE_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF")
 
 #: Fraction of control characters above which decoded text is treated as a binary file.
 _MAX_CONTROL_RATIO = 0.05
-_ALLOWED_CONTROLS = frozenset("\t\n\r\f\v")
+# Unicode category Cc minus tab, newline, vertical tab, form feed, carriage return (U+0009-U+000D).
+_CONTROL_RE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
+# Bidirectional embeddings, overrides and isolates ("Trojan Source"): U+202A-U+202E, U+2066-U+2069.
+_BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 # Magic numbers: (prefix, offset, description, may_begin_text). Names what a wrong file really is;
 # prefixes that ordinary text may begin with count for text only beside NUL bytes.
@@ -252,23 +255,28 @@ def _decode_error_message(data: bytes, err: UnicodeDecodeError, codec: str, name
 
 
 def _check_text(text: str, name: str) -> tuple[str, list[str]]:
-    """Refuse empty and binary-looking text; strip stray control characters (noted)."""
+    """Refuse empty and binary-looking text; strip stray control characters (noted); note
+    bidirectional overrides (the text may display in another order than the model reads it)."""
     notes: list[str] = []
     if not text.strip():
         raise InputError(f"{name} is empty{' (only whitespace)' if text else ''}: there is nothing to analyse.")
-    controls = sum(
-        1 for ch in text if ch not in _ALLOWED_CONTROLS and unicodedata.category(ch) == "Cc"
-    )
+    controls = len(_CONTROL_RE.findall(text))
     if controls:
         if "\x00" in text or controls > _MAX_CONTROL_RATIO * len(text):
             raise InputError(
                 f"{name} looks like a binary file, not text ({controls} control characters in "
                 f"{len(text)}): upload a plain-text .txt or .md file."
             )
-        text = "".join(ch for ch in text if ch in _ALLOWED_CONTROLS or unicodedata.category(ch) != "Cc")
+        text = _CONTROL_RE.sub("", text)
         notes.append(f"Removed {controls} control character{'s' * (controls != 1)} from the text.")
         if not text.strip():
             raise InputError(f"{name} contains only whitespace and control characters: nothing to analyse.")
+    bidi = len(_BIDI_RE.findall(text))
+    if bidi:
+        notes.append(
+            f"The text contains {bidi} bidirectional control character{'s' * (bidi != 1)}: it may display "
+            "in a different order from the order the model reads it."
+        )
     return text, notes
 
 
@@ -427,9 +435,15 @@ def decode_image(
             if frames > 1:
                 im.seek(0)
             im.load()
-            rotated = ImageOps.exif_transpose(im)
-            rgb, notes = _to_rgb(rotated)
+            exif_notes: list[str] = []
+            try:
+                upright = ImageOps.exif_transpose(im)
+            except Exception:  # noqa: BLE001 - a broken EXIF block does not spoil the pixels
+                upright = im
+                exif_notes.append("The EXIF orientation could not be read: the image is shown as stored.")
+            rgb, notes = _to_rgb(upright)
             rgb.load()
+            notes = exif_notes + notes
         except Exception as err:  # noqa: BLE001 - truncated/corrupt pixel data in untrusted bytes
             detail = str(err) or type(err).__name__
             raise InputError(

@@ -130,6 +130,15 @@ def test_few_control_characters_removed_with_a_note():
     assert out.warnings == ("Removed 6 control characters from the text.",)
 
 
+def test_bidirectional_overrides_are_noted():
+    out = decode_text("access = 'user\u202e \u2066// admin\u2069 \u2066'".encode())
+    assert "\u202e" in out.text  # kept: it is text, but the user is told
+    assert out.warnings == (
+        "The text contains 4 bidirectional control characters: it may display in a different order "
+        "from the order the model reads it.",
+    )
+
+
 def test_str_input_gets_the_same_checks():
     assert decode_text("typed text").encoding == "str"
     with pytest.raises(InputError, match="empty"):
@@ -281,6 +290,18 @@ def test_exif_rotated_jpeg_is_upright():
     top, bottom = out.image.getpixel((10, 5)), out.image.getpixel((10, 35))
     assert top[0] > 200 and top[2] < 60  # the stored left (red) is now on top
     assert bottom[2] > 200 and bottom[0] < 60
+
+
+def test_unreadable_exif_keeps_the_image(monkeypatch):
+    from PIL import ImageOps
+
+    def broken(im):
+        raise SyntaxError("not a TIFF IFD")
+
+    monkeypatch.setattr(ImageOps, "exif_transpose", broken)
+    out = decode_image(encode(noise(), "JPEG"))
+    assert out.size == (64, 48)
+    assert out.warnings == ("The EXIF orientation could not be read: the image is shown as stored.",)
 
 
 def test_decoded_image_hash_is_of_the_upload():

@@ -327,6 +327,21 @@ def decode_text(
 # -------------------------------------------------------------------------------------- image
 
 
+def _format_name(fmt: str) -> str:
+    return "WebP" if fmt == "WEBP" else fmt
+
+
+def _unreadable(name: str, err: Exception, what: str) -> InputError:
+    """The InputError for a parser failure; Pillow's limits on compressed metadata say "too large"."""
+    detail = str(err) or type(err).__name__
+    if "too large" in detail.lower():
+        return InputError(
+            f"{name} holds compressed data that expands beyond a safety limit: refused as a possible "
+            f"decompression bomb ({detail})."
+        )
+    return InputError(f"{name} is corrupt or truncated: {what} ({detail}).")
+
+
 def _scale_to_uint8(arr: np.ndarray, mode: str) -> tuple[np.ndarray, list[str]]:
     """Map a single-channel integer/float array to uint8 (see `_to_rgb` for the rules)."""
     notes: list[str] = []
@@ -393,7 +408,7 @@ def decode_image(
     """
     name = _label(filename, "The image")
     raw = _check_size(_as_bytes(data, "image"), max_bytes, name, "image")
-    names = ["WebP" if f == "WEBP" else f for f in IMAGE_FORMATS]
+    names = [_format_name(f) for f in IMAGE_FORMATS]
     allowed = ", ".join(names[:-1]) + " or " + names[-1]
     kind = _sniff(raw)
     if kind is not None and kind not in _ALLOWED_KINDS:
@@ -412,8 +427,7 @@ def decode_image(
             f"{name} is not a readable {allowed} image: the file is corrupt or of another type."
         ) from None
     except Exception as err:  # noqa: BLE001 - any parser failure on untrusted bytes is a bad input
-        detail = str(err) or type(err).__name__
-        raise InputError(f"{name} is corrupt or truncated: it could not be read as a {allowed} image ({detail}).") from None
+        raise _unreadable(name, err, f"it could not be read as a {allowed} image") from None
 
     with im:
         fmt = im.format or "?"
@@ -445,12 +459,9 @@ def decode_image(
             rgb.load()
             notes = exif_notes + notes
         except Exception as err:  # noqa: BLE001 - truncated/corrupt pixel data in untrusted bytes
-            detail = str(err) or type(err).__name__
-            raise InputError(
-                f"{name} is corrupt or truncated: its {fmt} pixel data could not be decoded ({detail})."
-            ) from None
+            raise _unreadable(name, err, f"its {_format_name(fmt)} pixel data could not be decoded") from None
     if frames > 1:
-        notes.insert(0, f"Animated {fmt} with {frames} frames: only the first frame is used.")
+        notes.insert(0, f"Animated {_format_name(fmt)} with {frames} frames: only the first frame is used.")
     return DecodedImage(
         image=rgb,
         format=fmt,

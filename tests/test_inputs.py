@@ -223,14 +223,28 @@ def test_decompression_bomb_refused_before_decoding(monkeypatch):
         decode_image(encode(noise()), max_pixels=1000)
 
 
-def test_animated_gif_gives_first_frame_with_note():
+@pytest.mark.parametrize("fmt, name", [("GIF", "GIF"), ("PNG", "PNG"), ("WEBP", "WebP")])
+def test_animations_give_first_frame_with_note(fmt, name):
     colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255)]
     frames = [Image.new("RGB", (32, 32), c) for c in colours]
-    data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=50, loop=0)
-    out = decode_image(data, filename="anim.gif")
-    assert out.frames == 3 and out.format == "GIF"
+    data = encode(frames[0], fmt, save_all=True, append_images=frames[1:], duration=50, loop=0, lossless=True)
+    out = decode_image(data, filename="anim")
+    assert out.frames == 3 and out.format == fmt
     assert out.image.getpixel((5, 5)) == (255, 0, 0)
-    assert out.warnings[0] == "Animated GIF with 3 frames: only the first frame is used."
+    assert out.warnings[0] == f"Animated {name} with 3 frames: only the first frame is used."
+
+
+def test_metadata_bomb_refused():
+    """A PNG text chunk of 16 MiB of "A" compressed to ~16 KB: refused, quickly."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    png = encode(Image.new("RGB", (32, 32), "red"))
+    bomb = zlib.compress(b"A" * (16 * 1024 * 1024), 9)
+    evil = png[:33] + chunk(b"zTXt", b"comment\x00\x00" + bomb) + png[33:]  # after the 33-byte signature + IHDR
+    with pytest.raises(InputError, match="expands beyond a safety limit: refused as a possible decompression bomb"):
+        decode_image(evil)
 
 
 def test_cmyk_jpeg_converted():

@@ -15,7 +15,10 @@ def stitch(maps: list[AttentionMap]) -> list[AttentionMap]:
     also full recomputation (use_cache=False: the last call fills every row).
     Cross-attention: rows are appended per call ([batch, heads, T_dec, T_enc]); a call with more
     queries than rows so far (prefill / full recompute) replaces rows [0, q).
-    Assumes one generate() (or forward) per capture with a fixed batch (no beam reordering).
+    generate(max_new_tokens=n) feeds the model prompt + n - 1 positions (the last new token is never
+    fed back), so T = len(final sequence) - 1.
+    Assumes one generate() (or forward) per capture, greedy or sampling with num_beams=1: beam search
+    reorders the cache between steps, which the maps do not reveal (a changing batch size is refused).
     """
     groups: dict[str, list[AttentionMap]] = {}
     for m in maps:

@@ -35,7 +35,7 @@ class MatrixData:
     x_title: str = "key"
     y_title: str = "query"
     value_name: str = "weight"
-    hover: str = "{row} → {col}: {value}"
+    hover: str = "{row} → {col}: {value}"  # may also use {text} (the cell text)
     scale: Scale = "linear"
     colorscale: str = "viridis"
     zmin: float | None = None
@@ -47,6 +47,8 @@ class MatrixData:
     log_floor: float = 1e-6  # values below are drawn at this floor on a log scale
 
     def __post_init__(self) -> None:
+        if self.scale not in ("linear", "log"):
+            raise ValueError(f"scale must be 'linear' or 'log', got {self.scale!r}")
         if self.values.ndim != 2:
             raise ValueError(f"matrix values must be 2-D [rows, cols], got shape {self.values.shape}")
         rows, cols = self.values.shape
@@ -61,21 +63,32 @@ class MatrixData:
 class GridData:
     """Model view: a layers x heads grid of small maps, packed into one matrix with NaN gaps.
 
-    values: [layers*(cell+gap)-gap, heads*(cell+gap)-gap]; the map of (layer l, head h) sits at
-    rows l*(cell+gap) ... +cell, columns h*(cell+gap) ... +cell.
+    values: [L*(cr+gap)-gap, H*(cc+gap)-gap] for cells of cr x cc = `cell`; the map of
+    (layer i, head j) sits at rows i*(cr+gap) ... +cr, columns j*(cc+gap) ... +cc.
+    `query_labels` [cr] / `key_labels` [cc] label the rows / columns inside every cell.
     """
 
     values: np.ndarray
     layer_labels: tuple[str, ...]
     head_labels: tuple[str, ...]
-    cell: int
-    gap: int
+    query_labels: tuple[str, ...]
+    key_labels: tuple[str, ...]
+    cell: tuple[int, int]
     title: str
     caption: str = CAVEAT
+    query_index: np.ndarray | None = None  # [cr] original positions (first of each pooled block)
+    key_index: np.ndarray | None = None  # [cc]
+    gap: int = 1
     scale: Scale = "linear"
     colorscale: str = "viridis"
     note: str = ""
     log_floor: float = 1e-6
+
+    def cell_slice(self, layer: int, head: int) -> tuple[slice, slice]:
+        """Rows and columns of `values` holding the map of (layer index, head index)."""
+        cr, cc = self.cell
+        r0, c0 = layer * (cr + self.gap), head * (cc + self.gap)
+        return slice(r0, r0 + cr), slice(c0, c0 + cc)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ from typing import Sequence
 
 import numpy as np
 
-from app.figures._data import CAVEAT, MatrixData, Scale
+from app.figures._data import CAVEAT, GridData, ImageData, MatrixData, Scale, TokenData
 from app.figures._reduce import (
     Fusion,
     Pool,
@@ -140,3 +140,232 @@ def prepare_matrix(
         col_index=np.asarray(cols, dtype=np.int64),
         note="; ".join(notes),
     )
+
+
+def prepare_model_view(
+    maps,
+    tokens: Sequence[str],
+    *,
+    query_tokens: Sequence[str] | None = None,
+    layers: Sequence[int] | None = None,
+    hide: Sequence[bool] | np.ndarray | None = None,
+    hide_queries: Sequence[bool] | np.ndarray | None = None,
+    cell: int = 32,
+    pool: Pool = "mean",
+    scale: Scale = "linear",
+    title: str = "Model view: every layer and head",
+    caption: str = CAVEAT,
+) -> GridData:
+    """Model view: [L, heads, q, k] (or a list of L arrays [heads, q, k]) -> `GridData`.
+
+    Each map is reduced like `prepare_matrix` (hidden tokens dropped, then block-pooled to at
+    most `cell` x `cell`), and the L x heads maps are packed into one matrix with one-cell NaN
+    gaps, so the whole grid is a single light heatmap (12 x 12 heads at cell 32: ~160k cells).
+    `layers` are the layer numbers to label rows with (default 0..L-1).
+    """
+    if isinstance(maps, (list, tuple)):
+        arrays = [as_float_array(m, name=f"maps[{i}]", ndim=(3,)) for i, m in enumerate(maps)]
+        if not arrays or any(a.shape != arrays[0].shape for a in arrays):
+            raise ValueError("maps must be a non-empty list of equally shaped [heads, q, k] arrays")
+        stack = np.stack(arrays)  # [L, heads, q, k]
+    else:
+        stack = as_float_array(maps, name="maps", ndim=(4,))
+    n_layers, n_heads = stack.shape[:2]
+    layer_ids = list(range(n_layers)) if layers is None else [int(i) for i in layers]
+    if len(layer_ids) != n_layers:
+        raise ValueError(f"{len(layer_ids)} layer numbers for {n_layers} layers of maps")
+    cells = [
+        [
+            prepare_matrix(stack[i, j], tokens, query_tokens=query_tokens, hide=hide, hide_queries=hide_queries,
+                           max_size=cell, pool=pool, scale=scale)
+            for j in range(n_heads)
+        ]
+        for i in range(n_layers)
+    ]
+    first = cells[0][0]
+    cr, cc = first.values.shape
+    gap = 1
+    values = np.full((n_layers * (cr + gap) - gap, n_heads * (cc + gap) - gap), np.nan, dtype=np.float32)
+    grid = GridData(
+        values=values,
+        layer_labels=tuple(f"layer {i}" for i in layer_ids),
+        head_labels=tuple(f"head {j}" for j in range(n_heads)),
+        query_labels=first.row_labels,
+        key_labels=first.col_labels,
+        cell=(cr, cc),
+        query_index=first.row_index,
+        key_index=first.col_index,
+        title=title,
+        caption=caption,
+        gap=gap,
+        scale=scale,
+        note=first.note.replace("downsampled", "each map downsampled"),
+        log_floor=first.log_floor,
+    )
+    for i in range(n_layers):
+        for j in range(n_heads):
+            rows, cols = grid.cell_slice(i, j)
+            values[rows, cols] = cells[i][j].values  # [cr, cc] into the packed grid
+    return grid
+
+
+def _query_row(attn, *, query: int | None, head: int | None, fusion: Fusion) -> tuple[np.ndarray, str]:
+    """[k] | [heads, k] (one query row) | [q, k] | [heads, q, k] + query index -> weights [k]."""
+    arr = as_float_array(attn, name="attention", ndim=(1, 2, 3))
+    if arr.ndim == 1:
+        return arr, ""
+    if query is None and arr.ndim == 2:  # [heads, k]: one query row per head
+        return fuse_heads(arr[:, None, :], head=head, fusion=fusion)[0][0], ""
+    if query is None:
+        raise ValueError("pick a query position: attention [q, k] or [heads, q, k] needs query=")
+    matrix, desc = fuse_heads(arr, head=head, fusion=fusion)  # [q, k]
+    if not 0 <= query < matrix.shape[0]:
+        raise ValueError(f"query {query} out of range: there are {matrix.shape[0]} query positions")
+    return matrix[query], desc
+
+
+def prepare_tokens(
+    attn,
+    tokens: Sequence[str],
+    *,
+    query: int | None = None,
+    query_label: str | None = None,
+    head: int | None = None,
+    fusion: Fusion = "mean",
+    hide: Sequence[bool] | np.ndarray | None = None,
+    highlight: Sequence[bool] | np.ndarray | None = None,
+    title: str | None = None,
+    caption: str = CAVEAT,
+) -> TokenData:
+    """Token view: one query's attention over `tokens` (coloured text and bars) -> `TokenData`.
+
+    `attn` is a weight vector [k], one query row per head [heads, k], or a matrix [q, k] /
+    [heads, q, k] with `query` the attending position (heads picked or fused as in
+    `prepare_matrix`). `query` also marks that token when it is one of `tokens` (self-attention);
+    `query_label` names the query when it is not (e.g. a generated word over image patches).
+    `hide` [k] drops tokens (weights not renormalised); `highlight` [k] marks tokens (e.g. generated).
+    """
+    row, desc = _query_row(attn, query=query, head=head, fusion=fusion)  # [k]
+    labels = _labels(tokens, row.shape[0], name="tokens")
+    keep = np.ones(row.shape[0], dtype=bool)
+    hide_k = _mask(hide, row.shape[0], name="hide")
+    marks = _mask(highlight, row.shape[0], name="highlight")
+    note = ""
+    if hide_k is not None:
+        keep &= ~hide_k
+        if hide_k.any():
+            note = "hidden tokens dropped (weights not renormalised)"
+    if not keep.any():
+        raise ValueError("nothing left to show: every token is hidden")
+    index = np.flatnonzero(keep)
+    shown_query = None
+    if query is not None and query_label is None and query < len(labels) and keep[query]:
+        shown_query = int(np.searchsorted(index, query))
+    if title is None:
+        if query_label is not None:
+            who = repr(query_label)
+        elif query is not None and query < len(labels):
+            who = f"{labels[query]!r} (#{query})"
+        else:
+            who = ""
+        title = "Attention" + (f" of {who}" if who else "") + (f", {desc}" if desc else "")
+    return TokenData(
+        weights=row[index].astype(np.float32),
+        tokens=tuple(labels[i] for i in index),
+        query=shown_query,
+        title=title,
+        caption=caption,
+        highlight=None if marks is None else marks[index],
+        note=note,
+    )
+
+
+def prepare_generation_step(
+    attn,
+    tokens: Sequence[str],
+    *,
+    step: int,
+    prompt_len: int,
+    generated: str,
+    head: int | None = None,
+    fusion: Fusion = "mean",
+    hide: Sequence[bool] | np.ndarray | None = None,
+    caption: str = CAVEAT,
+) -> TokenData:
+    """Generation view: the attention row that produced generated token `step` -> `TokenData`.
+
+    `attn`: [k] or [heads, k], the last query row of that decoding step over the k tokens so
+    far (`tokens`, prompt first); tokens at positions >= `prompt_len` are highlighted as generated.
+    """
+    n = len(tokens)
+    if not 0 <= prompt_len <= n:
+        raise ValueError(f"prompt_len {prompt_len} out of range for {n} tokens")
+    generated_mask = np.arange(n) >= prompt_len
+    return prepare_tokens(
+        attn, tokens, query=None, head=head, fusion=fusion, hide=hide, highlight=generated_mask,
+        title=f"Step {step}: attention when generating {generated!r}", caption=caption,
+    )
+
+
+def _rgb(image) -> np.ndarray:
+    """[H, W] / [H, W, 3] / [H, W, 4], uint8 or float in [0, 1] -> [H, W, 3] uint8."""
+    arr = np.asarray(image)
+    if arr.ndim == 2:
+        arr = np.repeat(arr[:, :, None], 3, axis=2)  # [H, W] -> [H, W, 3]
+    if arr.ndim != 3 or arr.shape[2] not in (3, 4) or min(arr.shape[:2]) < 1:
+        raise ValueError(f"image must be [H, W, 3] RGB (or gray [H, W], RGBA [H, W, 4]), got shape {arr.shape}")
+    arr = arr[:, :, :3]
+    if arr.dtype == np.uint8:
+        return np.ascontiguousarray(arr)
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.ascontiguousarray(np.clip(np.nan_to_num(arr) * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    raise ValueError(f"image must be uint8 or float in [0, 1], got dtype {arr.dtype}")
+
+
+def prepare_image(
+    image,
+    heat,
+    *,
+    grid: tuple[int, int] | None = None,
+    opacity: float = 0.5,
+    mask=None,
+    normalize: bool = True,
+    title: str = "Attention over image patches",
+    value_name: str = "attention",
+    caption: str = CAVEAT,
+) -> ImageData:
+    """Image view: a patch map over an RGB image -> `ImageData` (attention from one query, rollout,
+    gradient rollout or a generated word's cross-attention: any [h, w] patch map).
+
+    `heat`: [h, w], or [h*w] with `grid=(h, w)` (patch tokens only: drop CLS/register tokens
+    first). normalize: (x - min) / (max - min), so maps of different methods share a colour
+    scale (a constant map becomes 0). `mask`: optional [H, W] bool ground truth, drawn as a contour.
+    """
+    rgb = _rgb(image)
+    arr = as_float_array(heat, name="heat", ndim=(1, 2))
+    if arr.ndim == 1:
+        if grid is None:
+            side = math.isqrt(arr.size)
+            if side * side != arr.size:
+                raise ValueError(f"{arr.size} patch values are not a square grid: pass grid=(rows, cols)")
+            grid = (side, side)
+        if grid[0] * grid[1] != arr.size:
+            raise ValueError(f"{arr.size} patch values do not fill a {grid[0]}x{grid[1]} grid")
+        arr = arr.reshape(grid)  # [h*w] -> [h, w]
+    elif grid is not None and tuple(arr.shape) != tuple(grid):
+        raise ValueError(f"heat has shape {arr.shape} but grid={grid}")
+    if not 0.0 <= opacity <= 1.0:
+        raise ValueError(f"opacity must be between 0 and 1, got {opacity}")
+    if not np.isfinite(arr).all():
+        raise ValueError("the patch map contains NaN or infinite values")
+    if normalize:
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) if hi > lo else np.zeros_like(arr)
+    gt = None
+    if mask is not None:
+        gt = np.asarray(mask).astype(bool)
+        if gt.shape != rgb.shape[:2]:
+            raise ValueError(f"mask shape {gt.shape} does not match the image {rgb.shape[:2]}")
+    return ImageData(image=rgb, heat=arr.astype(np.float32), title=title, caption=caption,
+                     opacity=float(opacity), mask=gt, value_name=value_name)
+

@@ -7,14 +7,14 @@ from __future__ import annotations
 
 from functools import singledispatch
 
-import matplotlib
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
-from app.figures._data import MatrixData
-from app.figures._ticks import tick_positions
+from app.figures._data import BarsData, CurvesData, GridData, ImageData, MatrixData, TokenData
+from app.figures._reduce import bilinear_resize
+from app.figures._style import bar_colours, cmap, tick_positions
 
 
 def mpl_text(label: str) -> str:
@@ -34,10 +34,6 @@ def add_caption(fig: Figure, caption: str, note: str = "") -> None:
     text = mpl_text(caption) + (f"\n{mpl_text(note)}" if note else "")
     fig.get_layout_engine().set(h_pad=0.1)
     fig.supxlabel(text, fontsize=8, color="#444", ha="left", x=0.01)
-
-
-def cmap(name: str):
-    return matplotlib.colormaps[name]
 
 
 @singledispatch
@@ -81,3 +77,109 @@ def _matrix(p: MatrixData) -> Figure:
     fig.colorbar(image, ax=ax, label=mpl_text(p.value_name), shrink=0.8)
     add_caption(fig, p.caption, p.note)
     return fig
+
+
+@to_matplotlib.register
+def _grid(p: GridData) -> Figure:
+    n_layers, n_heads = len(p.layer_labels), len(p.head_labels)
+    fig = new_figure(min(16.0, 1.0 * n_heads + 2.5), min(16.0, 1.0 * n_layers + 1.8))
+    ax = fig.add_subplot()
+    if p.scale == "log":
+        shown = np.maximum(p.values, p.log_floor)
+        finite = shown[np.isfinite(shown)]
+        norm = LogNorm(vmin=float(finite.min()), vmax=max(float(finite.max()), float(finite.min()) * 10))
+    else:
+        shown, norm = p.values, Normalize(vmin=0.0)
+    image = ax.imshow(shown, cmap=cmap(p.colorscale), norm=norm, aspect="auto", interpolation="nearest")
+    cr, cc = p.cell
+    ax.set_xticks([p.cell_slice(0, j)[1].start + (cc - 1) / 2 for j in range(n_heads)],
+                  [mpl_text(s) for s in p.head_labels], fontsize=7)
+    ax.set_yticks([p.cell_slice(i, 0)[0].start + (cr - 1) / 2 for i in range(n_layers)],
+                  [mpl_text(s) for s in p.layer_labels], fontsize=7)
+    ax.xaxis.tick_top()
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    ax.set_title(mpl_text(p.title), fontsize=11, loc="left")
+    fig.colorbar(image, ax=ax, label="weight", shrink=0.8)
+    add_caption(fig, p.caption, p.note)
+    return fig
+
+
+@to_matplotlib.register
+def _tokens(p: TokenData) -> Figure:
+    n = len(p.tokens)
+    fig = new_figure(min(16.0, max(5.0, 0.28 * n + 1.5)), 3.6)
+    ax = fig.add_subplot()
+    ax.bar(np.arange(n), p.weights, color=bar_colours(n, p.query, p.highlight))
+    _ticks(ax, p.tokens, "x", rotate=n > 8)
+    ax.set_ylabel(mpl_text(p.value_name))
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_title(mpl_text(p.title), fontsize=11, loc="left")
+    add_caption(fig, p.caption, p.note)
+    return fig
+
+
+@to_matplotlib.register
+def _image(p: ImageData) -> Figure:
+    height, width = p.image.shape[:2]
+    fig = new_figure(6.4, max(3.0, 5.2 * height / max(width, 1)) + 0.8)
+    ax = fig.add_subplot()
+    ax.imshow(p.image, extent=(0, width, height, 0), interpolation="bilinear")
+    heat = ax.imshow(p.heat, extent=(0, width, height, 0), cmap=cmap(p.colorscale), alpha=p.opacity,
+                     vmin=0.0, vmax=1.0, interpolation="bilinear")
+    if p.mask is not None:
+        ys, xs = np.arange(height) + 0.5, np.arange(width) + 0.5  # pixel centres, y pointing down as in imshow
+        ax.contour(xs, ys, p.mask.astype(np.float32), levels=[0.5], colors=["#00e5ff"], linewidths=1.5)
+    ax.set_axis_off()
+    ax.set_title(mpl_text(p.title), fontsize=11, loc="left")
+    fig.colorbar(heat, ax=ax, label=mpl_text(p.value_name), shrink=0.8)
+    add_caption(fig, p.caption, p.note)
+    return fig
+
+
+@to_matplotlib.register
+def _bars(p: BarsData) -> Figure:
+    n, k = len(p.categories), max(1, len(p.series))
+    fig = new_figure(min(16.0, max(5.0, 0.3 * n * k ** 0.5 + 1.5)), 3.8)
+    ax = fig.add_subplot()
+    width = 0.8 / k
+    for s, (label, values) in enumerate(p.series.items()):
+        x = np.arange(n) - 0.4 + width * (s + 0.5)
+        ax.bar(x, values, width, yerr=p.errors.get(label), label=mpl_text(label), capsize=2 if n <= 48 else 0)
+    _ticks(ax, p.categories, "x", rotate=n > 8)
+    ax.set_xlim(-0.6, n - 0.4)
+    ax.set_xlabel(mpl_text(p.x_title))
+    ax.set_ylabel(mpl_text(p.y_title))
+    if len(p.series) > 1:
+        ax.legend(fontsize=8)
+    ax.set_title(mpl_text(p.title), fontsize=11, loc="left")
+    add_caption(fig, p.caption, p.note)
+    return fig
+
+
+@to_matplotlib.register
+def _curves(p: CurvesData) -> Figure:
+    fig = new_figure(6.4, 4.2)
+    ax = fig.add_subplot()
+    for label, values in p.series.items():
+        ax.plot(p.x, values, marker="o", markersize=3, label=mpl_text(label))
+    ax.set_xlabel(mpl_text(p.x_title))
+    ax.set_ylabel(mpl_text(p.y_title))
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    ax.set_title(mpl_text(p.title), fontsize=11, loc="left")
+    add_caption(fig, p.caption, p.note)
+    return fig
+
+
+def blend(prepared: ImageData, *, colorscale: str | None = None) -> np.ndarray:
+    """The overlay as one RGB image [H, W, 3] uint8: (1 - opacity) * image + opacity * cmap(heat↑).
+
+    heat↑ is the patch map bilinearly upsampled to [H, W]; cmap is the colour scale.
+    """
+    h, w = prepared.image.shape[:2]
+    up = bilinear_resize(prepared.heat, h, w)  # [H, W]
+    colours = cmap(colorscale or prepared.colorscale)(np.clip(up, 0, 1))[:, :, :3] * 255  # [H, W, 3]
+    out = (1 - prepared.opacity) * prepared.image.astype(np.float32) + prepared.opacity * colours
+    return np.clip(out + 0.5, 0, 255).astype(np.uint8)

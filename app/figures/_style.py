@@ -1,8 +1,9 @@
-"""Tick helpers shared by the plotly and matplotlib renderers."""
+"""Style helpers shared by the plotly and matplotlib renderers: ticks, colours."""
 from __future__ import annotations
 
 import math
 
+import matplotlib
 import numpy as np
 
 MAX_TICKS = 48
@@ -25,3 +26,24 @@ def log_ticks(values: np.ndarray, floor: float) -> tuple[list[float], list[str]]
     hi_exp = math.ceil(math.log10(max(hi, floor)))
     exps = list(range(lo_exp, hi_exp + 1)) or [hi_exp]
     return [float(e) for e in exps], [f"1e{e}" if e else "1" for e in exps]
+
+
+QUERY_COLOUR, HIGHLIGHT_COLOUR, BAR_COLOUR = "#e45756", "#f58518", "#4c78a8"
+
+
+def bar_colours(n: int, query: int | None, highlight) -> list[str]:
+    """Bar colours for a token view: the query red, highlighted (e.g. generated) tokens orange."""
+    colours = [BAR_COLOUR] * n
+    if highlight is not None:
+        colours = [HIGHLIGHT_COLOUR if h else c for c, h in zip(colours, highlight)]
+    if query is not None:
+        colours[query] = QUERY_COLOUR
+    return colours
+
+
+def cmap(name: str):
+    """A matplotlib colormap by plotly-or-matplotlib name ("blues" or "Blues")."""
+    for candidate in (name, name.capitalize()):
+        if candidate in matplotlib.colormaps:
+            return matplotlib.colormaps[candidate]
+    raise ValueError(f"unknown colour scale {name!r}")

@@ -84,13 +84,19 @@ def image_labels(n_positions: int, *, grid: tuple[int, int]) -> list[PositionLab
     return labels
 
 
+_VISIBLE = str.maketrans({" ": "␣", "\n": "↵", "\t": "⇥"})
+
+
 def _readable(tok: Any, piece: str) -> str:
-    """Token text as a person reads it (byte-level BPE 'Ġcat' -> ' cat'); the raw piece if that fails."""
+    """Token text as a person reads it (byte-level BPE 'Ġcat' -> ' cat'); a whitespace-only token is
+    drawn visibly ('Ġ' -> '␣', newline -> '↵'); the raw piece if the tokenizer cannot convert it."""
     try:
         text = tok.convert_tokens_to_string([piece])
     except Exception:  # noqa: BLE001 - some slow tokenizers cannot convert single pieces
         return piece
-    return text if text.strip() else piece
+    if not text:
+        return piece
+    return text if text.strip() else text.translate(_VISIBLE)
 
 
 def _is_image_stack(source: Any, stack: str | None) -> bool:

@@ -1,0 +1,77 @@
+"""Long-input figures draw fast in a real browser: Playwright + Debian's Chromium (issue 7: <= 1 s).
+
+Times `Plotly.newPlot` (decode + layout + draw) of the prepared figure JSON in headless Chromium;
+the page loads plotly.js from the installed plotly package, nothing from the network.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app.figures import prepare_matrix, prepare_model_view, to_plotly
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
+]
+
+DRAW_BUDGET_MS = 1000.0
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    sync_api = pytest.importorskip("playwright.sync_api")
+    from plotly.offline import get_plotlyjs
+
+    html = tmp_path_factory.mktemp("plot") / "plot.html"
+    html.write_text(f'<html><body><script>{get_plotlyjs()}</script><div id="fig"></div></body></html>')
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM)
+        pg = browser.new_page(viewport={"width": 1200, "height": 1000})
+        pg.goto(html.as_uri())
+        yield pg
+        browser.close()
+
+
+def _draw_ms(page, fig) -> float:
+    """Milliseconds from Plotly.newPlot to the end of its drawing, best of two runs."""
+    spec = json.loads(fig.to_json())
+    return page.evaluate(
+        """async (spec) => {
+            const div = document.getElementById('fig');
+            let best = Infinity;
+            for (let i = 0; i < 2; i++) {
+                Plotly.purge(div);
+                const t0 = performance.now();
+                await Plotly.newPlot(div, spec.data, spec.layout);
+                await new Promise(r => requestAnimationFrame(() => r()));
+                best = Math.min(best, performance.now() - t0);
+            }
+            if (!div.querySelector('.heatmaplayer image, .hm image')) throw new Error('no heatmap drawn');
+            return best;
+        }""",
+        spec,
+    )
+
+
+def test_4096_token_matrix_draws_within_a_second(page):
+    rng = np.random.default_rng(0)
+    a = rng.random((4096, 4096), dtype=np.float32)  # [q, k]
+    fig = to_plotly(prepare_matrix(a, [f"t{i % 50}" for i in range(4096)]))
+    ms = _draw_ms(page, fig)
+    print(f"4096-token matrix (pooled to 512x512): {ms:.0f} ms")
+    assert ms <= DRAW_BUDGET_MS
+
+
+def test_model_view_12x12_heads_draws_within_a_second(page):
+    rng = np.random.default_rng(0)
+    maps = rng.random((12, 12, 128, 128), dtype=np.float32)  # [L, heads, q, k]
+    fig = to_plotly(prepare_model_view(maps, [f"t{i}" for i in range(128)]))
+    ms = _draw_ms(page, fig)
+    print(f"model view 12x12 heads at 128 tokens: {ms:.0f} ms")
+    assert ms <= DRAW_BUDGET_MS

@@ -14,8 +14,9 @@ API
 `build_report(*, model_id, attn_implementation, dtype, num_layers, num_heads, inputs, ...) -> dict`
     report.json content; schema `REPORT_SCHEMA`, documented in docs/report-schema.md.
 `validate_report(report) -> list[str]`  problems found (empty list = valid).
-`report_bundle(figures {name: prepared}, report, formats=..., maps=None, scale=2) -> bytes`
-    ZIP: report.json, figures/<name>.<fmt>, attention.npz (when `maps` is given).
+`bundle_files(figures {name: prepared}, report, formats=..., maps=None, scale=2) -> {path: bytes}`
+    report.json, figures/<name>.<fmt>, attention.npz (when `maps` is given); for a folder.
+`report_bundle(...same...) -> bytes`  the same files as one ZIP.
 `safe_filename(name, default="figure") -> str`  no path separators, no traversal, [A-Za-z0-9._-] only.
 """
 from __future__ import annotations
@@ -42,6 +43,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "STATIC_FORMATS",
     "build_report",
+    "bundle_files",
     "input_record",
     "maps_npz",
     "matrix_csv",
@@ -400,6 +402,56 @@ def _figure_file(prepared, fmt: str, scale: float) -> bytes | None:
     raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
 
 
+def bundle_files(
+    figures: Mapping[str, object],
+    report: Mapping,
+    *,
+    formats: Sequence[str] = ("png", "svg", "pdf", "html", "csv"),
+    maps: Mapping[str, object] | None = None,
+    scale: float = 2,
+) -> dict[str, bytes]:
+    """The files of an export, {relative path: bytes}: figures/<name>.<fmt> for every prepared
+    figure and format (CSV only for matrix views), attention.npz if `maps`, and report.json
+    (the given report plus a "figures" list of what was written; validated).
+
+    Figure names pass through `safe_filename`; clashes (ignoring case) get "-2", "-3", ...
+    suffixes. The input `report` is not modified. `report_bundle` zips exactly these files; the CLI
+    writes them into its output folder.
+    """
+    formats = [f.lower() for f in formats]
+    bad = [f for f in formats if f not in FIGURE_FORMATS]
+    if bad:
+        raise ValueError(f"unknown figure format(s) {bad}: choose from {', '.join(FIGURE_FORMATS)}")
+    out = json.loads(json.dumps(_jsonable(dict(report)), allow_nan=False))  # deep copy
+    out["figures"] = []
+    files: dict[str, bytes] = {}
+    used: set[str] = set()
+    for name, prepared in figures.items():
+        stem = base = safe_filename(name)
+        n = 1
+        while stem.lower() in used:  # case-insensitive: the bundle may be unpacked on macOS/Windows
+            n += 1
+            stem = f"{base}-{n}"
+        used.add(stem.lower())
+        written = []
+        for fmt in formats:
+            data = _figure_file(prepared, fmt, scale)
+            if data is not None:
+                files[f"figures/{stem}.{fmt}"] = data
+                written.append(f"figures/{stem}.{fmt}")
+        out["figures"].append(
+            {"name": str(name), "title": prepared.title, "caption": prepared.caption,
+             "note": prepared.note, "files": written}
+        )
+    if maps:
+        files["attention.npz"] = maps_npz(maps)
+    problems = validate_report(out)
+    if problems:
+        raise ValueError("invalid report: " + "; ".join(problems))
+    files["report.json"] = json.dumps(out, indent=2, ensure_ascii=False, allow_nan=False).encode("utf-8")
+    return files
+
+
 def report_bundle(
     figures: Mapping[str, object],
     report: Mapping,
@@ -408,44 +460,10 @@ def report_bundle(
     maps: Mapping[str, object] | None = None,
     scale: float = 2,
 ) -> bytes:
-    """ZIP bytes: report.json (with a "figures" list of the files written), figures/<name>.<fmt>
-    for every prepared figure and format (CSV only for matrix views), attention.npz if `maps`.
-
-    Figure names are passed through `safe_filename`; clashes get "-2", "-3", ... suffixes.
-    The input `report` is not modified.
-    """
-    formats = [f.lower() for f in formats]
-    bad = [f for f in formats if f not in FIGURE_FORMATS]
-    if bad:
-        raise ValueError(f"unknown figure format(s) {bad}: choose from {', '.join(FIGURE_FORMATS)}")
-    out = json.loads(json.dumps(_jsonable(dict(report)), allow_nan=False))  # deep copy
-    out["figures"] = []
+    """ZIP bytes of `bundle_files(...)`: report.json, figures/<name>.<fmt>, attention.npz."""
+    files = bundle_files(figures, report, formats=formats, maps=maps, scale=scale)
     buf = io.BytesIO()
-    used: set[str] = set()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name, prepared in figures.items():
-            stem = base = safe_filename(name)
-            n = 1
-            while stem in used:
-                n += 1
-                stem = f"{base}-{n}"
-            used.add(stem)
-            files = []
-            for fmt in formats:
-                data = _figure_file(prepared, fmt, scale)
-                if data is None:
-                    continue
-                path = f"figures/{stem}.{fmt}"
-                zf.writestr(path, data)
-                files.append(path)
-            out["figures"].append(
-                {"name": str(name), "title": prepared.title, "caption": prepared.caption,
-                 "note": prepared.note, "files": files}
-            )
-        if maps:
-            zf.writestr("attention.npz", maps_npz(maps))
-        problems = validate_report(out)
-        if problems:
-            raise ValueError("invalid report: " + "; ".join(problems))
-        zf.writestr("report.json", json.dumps(out, indent=2, ensure_ascii=False, allow_nan=False))
+        for path, data in files.items():
+            zf.writestr(path, data)
     return buf.getvalue()

@@ -159,7 +159,8 @@ def test_bundle_contains_validating_report_figures_and_npz(prepared):
     zf = zipfile.ZipFile(io.BytesIO(data))
     assert zf.testzip() is None
     names = set(zf.namelist())
-    assert {"report.json", "attention.npz", "figures/Layer_1_head_2.png", "figures/layer_1_head_2.csv"} <= names
+    # the two names differ only in case after sanitising: the second gets a suffix
+    assert {"report.json", "attention.npz", "figures/Layer_1_head_2.png", "figures/layer_1_head_2-2.csv"} <= names
     rep = json.loads(zf.read("report.json"))
     assert validate_report(rep) == []
     files = [f for fig in rep["figures"] for f in fig["files"]]
@@ -204,3 +205,13 @@ def test_docs_schema_file_matches_the_code():
     doc = json.loads((REPO / "docs" / "report.schema.json").read_text())
     assert doc == json.loads(json.dumps(REPORT_SCHEMA))
     assert "report.schema.json" in (REPO / "docs" / "report-schema.md").read_text()
+
+
+def test_bundle_files_are_what_the_zip_holds(prepared):
+    from app.export import bundle_files
+
+    files = bundle_files({"m": prepared}, _report(), formats=["svg", "csv"])
+    assert list(files) == ["figures/m.svg", "figures/m.csv", "report.json"]
+    zf = zipfile.ZipFile(io.BytesIO(report_bundle({"m": prepared}, _report(), formats=["svg", "csv"])))
+    assert zf.namelist() == list(files)
+    assert zf.read("figures/m.csv") == files["figures/m.csv"]

@@ -6,6 +6,8 @@ API
     matplotlib (Agg, no browser), caption line included; PNG at dpi = 100 * scale (>= 200 by default).
 `render_html(prepared) -> bytes`
     standalone interactive page, plotly.js embedded (works offline, ~5 MB).
+`figure_file(prepared, fmt, scale=2) -> bytes`  any one of the above by format name;
+    `figure_formats(prepared)` lists the formats a view offers (csv only for matrix views).
 `matrix_csv(matrix [rows, cols], row_labels, col_labels) -> bytes`
     UTF-8 CSV: header "query \\ key", col labels...; one row per query; NaN -> empty cell.
 `maps_npz({name: array [batch, heads, q, k]}) -> bytes`
@@ -44,6 +46,8 @@ __all__ = [
     "STATIC_FORMATS",
     "build_report",
     "bundle_files",
+    "figure_file",
+    "figure_formats",
     "input_record",
     "maps_npz",
     "matrix_csv",
@@ -390,15 +394,23 @@ def validate_report(report) -> list[str]:
 # bundle
 
 
-def _figure_file(prepared, fmt: str, scale: float) -> bytes | None:
+def figure_formats(prepared) -> tuple[str, ...]:
+    """The file formats a prepared view can be exported to: png, svg, pdf, html (+ csv for matrices)."""
+    return FIGURE_FORMATS if isinstance(prepared, MatrixData) else FIGURE_FORMATS[:-1]
+
+
+def figure_file(prepared, fmt: str, scale: float = 2) -> bytes:
+    """One figure file: `render_static` (png/svg/pdf), `render_html` (html) or `matrix_csv` (csv,
+    matrix views only; other views raise ValueError)."""
+    fmt = fmt.lower()
     if fmt in STATIC_FORMATS:
         return render_static(prepared, fmt, scale)
     if fmt == "html":
         return render_html(prepared)
-    if fmt == "csv":  # raw numbers exist only for matrix views
-        if isinstance(prepared, MatrixData):
-            return matrix_csv(prepared.values, prepared.row_labels, prepared.col_labels)
-        return None
+    if fmt == "csv":
+        if not isinstance(prepared, MatrixData):
+            raise ValueError(f"CSV export is for matrix views; {type(prepared).__name__} has no single matrix")
+        return matrix_csv(prepared.values, prepared.row_labels, prepared.col_labels)
     raise ValueError(f"figure format must be one of {', '.join(FIGURE_FORMATS)}, got {fmt!r}")
 
 
@@ -435,9 +447,8 @@ def bundle_files(
         used.add(stem.lower())
         written = []
         for fmt in formats:
-            data = _figure_file(prepared, fmt, scale)
-            if data is not None:
-                files[f"figures/{stem}.{fmt}"] = data
+            if fmt in figure_formats(prepared):
+                files[f"figures/{stem}.{fmt}"] = figure_file(prepared, fmt, scale)
                 written.append(f"figures/{stem}.{fmt}")
         out["figures"].append(
             {"name": str(name), "title": prepared.title, "caption": prepared.caption,

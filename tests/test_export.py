@@ -215,3 +215,18 @@ def test_bundle_files_are_what_the_zip_holds(prepared):
     zf = zipfile.ZipFile(io.BytesIO(report_bundle({"m": prepared}, _report(), formats=["svg", "csv"])))
     assert zf.namelist() == list(files)
     assert zf.read("figures/m.csv") == files["figures/m.csv"]
+
+
+def test_figure_file_dispatches_by_format(prepared):
+    from app.export import figure_file, figure_formats
+    from app.figures import prepare_deletion_curves
+
+    assert figure_formats(prepared) == ("png", "svg", "pdf", "html", "csv")
+    assert figure_file(prepared, "PDF").startswith(b"%PDF-")
+    assert figure_file(prepared, "csv") == matrix_csv(prepared.values, prepared.row_labels, prepared.col_labels)
+    curves = prepare_deletion_curves({"a": [1.0, 0.5]})
+    assert "csv" not in figure_formats(curves)
+    with pytest.raises(ValueError, match="CSV export is for matrix views"):
+        figure_file(curves, "csv")
+    with pytest.raises(ValueError, match="figure format"):
+        figure_file(prepared, "bmp")

@@ -188,6 +188,8 @@ def test_entropy_heatmap_is_layers_by_heads():
     heat = to_plotly(p).data[0]
     assert heat.hovertemplate == "%{y} %{x}: %{z:.3g} nats<extra></extra>"
     assert heat.zmax == pytest.approx(np.log(6))
+    normalised = prepare_entropy(ent / np.log(6), max_entropy=1.0, unit="normalised")
+    assert normalised.value_name == "entropy (normalised)" and "nats" not in normalised.hover
 
 
 def test_pattern_labels_are_written_in_cells():

@@ -43,19 +43,21 @@ def prepare_entropy(
     *,
     layers: Sequence[int] | None = None,
     max_entropy: float | None = None,
+    unit: str = "nats",
     title: str = "Head entropy (nats)",
     caption: str = STATS_CAPTION,
 ) -> MatrixData:
     """Head-entropy heatmap: [L, H] -> `MatrixData` (rows = layers, columns = heads).
 
     Entropy of a head = mean over query rows of −Σ_j a_ij log a_ij (Clark et al. 2019); low =
-    focused, high = broad (uniform over n keys gives log n). `max_entropy` (e.g. log n) fixes the
-    top of the colour scale.
+    focused, high = broad (uniform over n keys gives log n). `max_entropy` (e.g. log n, or 1 for
+    entropy normalised by log n with `unit="normalised"`) fixes the top of the colour scale.
     """
     arr = as_float_array(entropy, name="entropy", ndim=(2,))
     return _layer_by_head(
-        arr, layers, title=title, caption=caption, value_name="entropy (nats)",
-        hover="{row} {col}: {value} nats", zmax=max_entropy, colorscale="cividis",
+        arr, layers, title=title, caption=caption, value_name=f"entropy ({unit})",
+        hover="{row} {col}: {value}" + (f" {unit}" if unit == "nats" else ""), zmax=max_entropy,
+        colorscale="cividis",
     )
 
 

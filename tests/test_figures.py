@@ -160,5 +160,13 @@ def test_matrix_data_validates_shapes():
 def test_caption_travels_with_both_renderings():
     p = prepare_matrix(_rows(3), ["a", "b", "c"])
     assert p.caption == CAVEAT
-    assert CAVEAT in json.dumps(to_plotly(p).layout.annotations[0].to_plotly_json())
+    assert to_plotly(p).layout.title.subtitle.text == CAVEAT
     assert to_matplotlib(p).get_supxlabel().startswith(CAVEAT)
+
+
+def test_long_labels_are_cut_in_ticks_but_not_in_hover():
+    long = "x" * 40
+    p = prepare_matrix(_rows(2), [long, "b"])
+    fig = to_plotly(p)
+    assert fig.layout.xaxis.ticktext[0] == "x" * 23 + "…" and fig.data[0].x[0] == long
+    assert to_matplotlib(p).axes[0].get_xticklabels()[0].get_text() == "x" * 23 + "…"

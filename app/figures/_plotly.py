@@ -10,7 +10,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from app.figures._data import BarsData, CurvesData, GridData, ImageData, MatrixData, TokenData
-from app.figures._style import bar_colours, log_ticks, tick_positions
+from app.figures._style import bar_colours, log_ticks, short, tick_positions
 
 _TEMPLATE = "plotly_white"
 
@@ -21,20 +21,16 @@ def _esc(label: str) -> str:
 
 
 def _layout(fig: go.Figure, title: str, caption: str, note: str, *, height: int, width: int | None = None) -> None:
-    """Title, and the caveat caption (plus any note) as a line under the plot, so exported HTML carries it."""
-    text = _esc(caption) + (f"<br><i>{_esc(note)}</i>" if note else "")
+    """Title, with the caveat caption (and any note) as its subtitle, so every page and exported
+    HTML shows it, above the plot where long tick labels cannot cover it."""
+    sub = _esc(caption) + (f"<br><i>{_esc(note)}</i>" if note else "")
     fig.update_layout(
         template=_TEMPLATE,
-        title=dict(text=_esc(title), x=0.01),
+        title=dict(text=_esc(title), x=0.01, xanchor="left",
+                   subtitle=dict(text=sub, font=dict(size=11, color="#555"))),
         height=height,
         width=width,
-        margin=dict(l=10, r=10, t=50, b=90 if note else 70),
-        annotations=[
-            dict(
-                text=text, xref="paper", yref="paper", x=0, y=0, yshift=-60, xanchor="left",
-                yanchor="top", showarrow=False, align="left", font=dict(size=11, color="#555"),
-            )
-        ],
+        margin=dict(l=10, r=10, t=100 if note else 84, b=10),
     )
 
 
@@ -69,7 +65,7 @@ def _category_axis(names: list[str], labels: tuple[str, ...], title: str) -> dic
         type="category",
         tickmode="array",
         tickvals=[names[i] for i in pos],
-        ticktext=[_esc(labels[i]) for i in pos],
+        ticktext=[_esc(short(labels[i])) for i in pos],
         showgrid=False,
         zeroline=False,
     )
@@ -104,10 +100,12 @@ def _matrix(p: MatrixData) -> go.Figure:
             zmin=zmin, zmax=zmax, colorbar=colorbar, hoverongaps=False, **extra,
         )
     )
-    side = min(900, max(360, 14 * max(rows, cols) + 160))
-    _layout(fig, p.title, p.caption, p.note, height=side)
-    fig.update_xaxes(**_category_axis(x, p.col_labels, p.x_title), tickangle=-60 if cols > 8 else 0)
-    fig.update_yaxes(**_category_axis(y, p.row_labels, p.y_title), autorange="reversed")
+    _layout(fig, p.title, p.caption, p.note, height=min(900, max(560, 18 * rows + 240)))
+    fig.update_xaxes(**_category_axis(x, p.col_labels, p.x_title), tickangle=-60 if cols > 8 else 0,
+                     constrain="domain")
+    # square cells: one query row is as tall as one key column is wide
+    fig.update_yaxes(**_category_axis(y, p.row_labels, p.y_title), autorange="reversed",
+                     scaleanchor="x", constrain="domain")
     return fig
 
 

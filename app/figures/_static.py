@@ -14,7 +14,7 @@ from matplotlib.figure import Figure
 
 from app.figures._data import BarsData, CurvesData, GridData, ImageData, MatrixData, TokenData
 from app.figures._reduce import bilinear_resize
-from app.figures._style import bar_colours, cmap, tick_positions
+from app.figures._style import bar_colours, cmap, short, tick_positions
 
 
 def mpl_text(label: str) -> str:
@@ -44,7 +44,7 @@ def to_matplotlib(prepared) -> Figure:
 
 def _ticks(ax, labels: tuple[str, ...], axis: str, rotate: bool) -> None:
     pos = tick_positions(len(labels))
-    text = [mpl_text(labels[i]) for i in pos]
+    text = [mpl_text(short(labels[i])) for i in pos]
     if axis == "x":
         ax.set_xticks(pos, text, rotation=90 if rotate else 0, fontsize=7)
     else:

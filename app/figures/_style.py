@@ -7,6 +7,12 @@ import matplotlib
 import numpy as np
 
 MAX_TICKS = 48
+MAX_TICK_CHARS = 24
+
+
+def short(label: str, limit: int = MAX_TICK_CHARS) -> str:
+    """A tick label cut to `limit` characters ("…" marks the cut); hovers keep the full text."""
+    return label if len(label) <= limit else label[: limit - 1] + "…"
 
 
 def tick_positions(n: int, max_ticks: int = MAX_TICKS) -> np.ndarray:

@@ -16,12 +16,13 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 MODELS_DIR = REPO / "sample_inputs" / "models"
+THREADS = 2  # torch CPU threads for training and evaluation (demos.build --threads)
 
 
-def setup(seed: int, threads: int = 2) -> np.random.Generator:
-    """Seed torch and numpy, cap torch at `threads` CPU threads; return the numpy generator."""
+def setup(seed: int) -> np.random.Generator:
+    """Seed torch and numpy, cap torch at THREADS CPU threads; return the numpy generator."""
     torch.manual_seed(seed)
-    torch.set_num_threads(threads)
+    torch.set_num_threads(THREADS)
     return np.random.default_rng(seed)
 
 

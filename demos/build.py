@@ -39,11 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m demos.build", description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", metavar="NAME", help=f"models to build, of {list(MODULES)} (default: all)")
     p.add_argument("--steps", type=int, default=None, help="training steps (default: each model's own)")
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--eval-only", action="store_true", help="measure the shipped weights without training")
     args = p.parse_args(argv)
     unknown = [n for n in args.names if n not in MODULES]
     if unknown:
         p.error(f"unknown model(s) {unknown}; choose from {list(MODULES)}")
+    _train.THREADS = args.threads
     ok = True
     for name in args.names or list(MODULES):
         ok &= all(build(name, steps=args.steps, eval_only=args.eval_only)["targets_met"].values())

@@ -4,8 +4,9 @@ A text lists 2-4 facts and asks about one owner, e.g.
     "ann has a red kite . bob has a blue cup . what does ann have ? a red kite ."
 Ground truth: each answer word copies the same word of the queried fact.
 Metrics: answer accuracy (greedy answer equals the truth), the best head's retrieval score (fraction of
-answer words whose predicting position's attention peaks on the source word) and the best
-previous-token score (mean over rows i >= 1 of a[i, i-1]).
+answer words whose predicting position's attention peaks on the source word) and the best head's
+previous-token score from `analysis.head_patterns` (mean over rows of a[i, i-1]; a head reaching
+PATTERN_THRESHOLDS["previous"] = 0.5 is labelled "previous").
 """
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+from analysis import head_patterns
 
 from demos import _attn, _train
 
@@ -125,7 +128,7 @@ def evaluate(model, tokenizer, *, n: int, seed: int, batch: int = 250) -> dict:
     """Answer accuracy, best retrieval head and best previous-token head on `n` fresh texts."""
     rng = np.random.default_rng(seed)
     vocab, eos = word_ids(tokenizer), tokenizer.eos_token_id
-    correct, hits, prev, rows_total = 0, None, None, 0
+    correct, hits, prev = 0, None, None
     for start in range(0, n, batch):
         ex = [make_example(rng) for _ in range(min(batch, n - start))]
         ids, mask = encode(ex, vocab, eos)
@@ -138,12 +141,12 @@ def evaluate(model, tokenizer, *, n: int, seed: int, batch: int = 250) -> dict:
             for a, s in zip((a0, a1), e.source):
                 h = layers[i, :, :, a - 1].argmax(-1) == s + 1  # [layers, heads]
                 hits = h.float() if hits is None else hits + h.float()
-            L = int(mask[i].sum())
-            diag = torch.diagonal(layers[i, :, :, 1:L, : L - 1], dim1=-2, dim2=-1).sum(-1)  # [layers, heads]
-            prev = diag if prev is None else prev + diag
-            rows_total += L - 1
+        # previous-token score per head (analysis.head_patterns): mean over rows of a[i, i-1]
+        pats = head_patterns(layers.transpose(0, 1), causal=True, key_mask=mask.bool())  # scores [layers, batch, heads]
+        s = pats.scores["previous"].sum(1)  # [layers, heads], summed over the batch
+        prev = s if prev is None else prev + s
     retrieval = hits / (2 * n)  # [layers, heads]
-    prev_score = prev / rows_total  # [layers, heads]
+    prev_score = prev / n  # [layers, heads]
     rl, rh = divmod(int(retrieval.argmax()), retrieval.shape[1])
     pl, ph = divmod(int(prev_score.argmax()), prev_score.shape[1])
     return {

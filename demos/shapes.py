@@ -46,11 +46,22 @@ def shape_mask(kind: str, cx: float, cy: float, r: float) -> np.ndarray:
     raise ValueError(f"unknown shape {kind!r}; expected one of {SHAPES}")
 
 
+def _upsample(grid: np.ndarray) -> np.ndarray:
+    """Bilinear upsampling of a coarse [g, g, C] grid to [SIZE, SIZE, C] (corners aligned)."""
+    g = grid.shape[0]
+    t = np.linspace(0, g - 1, SIZE)
+    i0 = np.minimum(t.astype(int), g - 2)
+    f = (t - i0)[:, None, None]
+    rows = grid[i0] * (1 - f) + grid[i0 + 1] * f  # [SIZE, g, C]
+    f = (t - i0)[None, :, None]
+    return rows[:, i0] * (1 - f) + rows[:, i0 + 1] * f  # [SIZE, SIZE, C]
+
+
 def _background(rng: np.random.Generator, *, clutter: bool) -> np.ndarray:
     """Float image [H, W, 3] in [0, 255]: a base colour, smooth low-frequency noise, pixel noise, blobs."""
     base = rng.uniform(20, 120, size=3) if not clutter else rng.uniform(0, 255, size=3)
-    coarse = rng.normal(0, 18 if clutter else 10, size=(4, 4, 3))
-    smooth = np.kron(coarse, np.ones((SIZE // 4, SIZE // 4, 1)))  # [H, W, 3], blocky
+    coarse = rng.normal(0, 18 if clutter else 10, size=(5, 5, 3))
+    smooth = _upsample(coarse)  # [H, W, 3], bilinear
     img = base + smooth + rng.normal(0, 8, size=(SIZE, SIZE, 3))
     if clutter:  # soft gaussian distractor blobs of random colour, smaller than any target
         for _ in range(rng.integers(3, 7)):
@@ -84,9 +95,9 @@ class ShapeImage:
 
 
 def make_shape_image(rng: np.random.Generator) -> ShapeImage:
-    """One target shape (random class, colour, size 7-12 px half-extent, position) on a cluttered background."""
+    """One target shape (random class, colour, size 8-13 px half-extent, position) on a cluttered background."""
     label = int(rng.integers(len(SHAPES)))
-    r = rng.uniform(7, 12)
+    r = rng.uniform(8, 13)
     cx, cy = rng.uniform(r + 1, SIZE - r - 1, size=2)
     mask = shape_mask(SHAPES[label], cx, cy, r)
     img = _background(rng, clutter=True)
@@ -134,7 +145,7 @@ def make_caption_image(rng: np.random.Generator) -> CaptionImage:
     masks = []
     for (colour, kind), (cx, cy), r in zip(objs, (c1, c2), (r1, r2)):
         m = shape_mask(kind, cx, cy, r)
-        img[m] = np.array(COLOURS[colour]) + rng.normal(0, 12, size=3)
+        img[m] = np.array(COLOURS[colour]) + rng.uniform(-20, 20, size=3)  # jitter within +-20
         masks.append(m)
     order = (0, 1) if first_is_1 else (1, 0)
     a, b = (objs[i] for i in order)

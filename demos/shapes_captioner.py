@@ -13,12 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 from tokenizers import Tokenizer, models, pre_tokenizers
-from transformers import (GPT2Config, PreTrainedTokenizerFast, ViTConfig, VisionEncoderDecoderConfig,
+from transformers import (GPT2Config, PreTrainedTokenizerFast, VisionEncoderDecoderConfig,
                           VisionEncoderDecoderModel)
 
 from demos import _attn, _train
 from demos.shapes import COLOURS, PATCH, SHAPES, SIZE, make_caption_image, patch_mask
-from demos.shapes_vit import build_processor, to_pixels
+from demos import shapes_vit
+from demos.shapes_vit import build_processor, encoder_config, to_pixels
 
 NAME = "shapes-captioner"
 TARGETS = {"caption_accuracy": 0.90, "grounding_best_layer": 0.80}
@@ -36,9 +37,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
 
 
 def build_model(tokenizer) -> VisionEncoderDecoderModel:
-    enc = ViTConfig(image_size=SIZE, patch_size=PATCH, num_channels=3, hidden_size=64, num_hidden_layers=3,
-                    num_attention_heads=4, intermediate_size=128, hidden_dropout_prob=0.0,
-                    attention_probs_dropout_prob=0.0)
+    enc = encoder_config()
     dec = GPT2Config(vocab_size=len(tokenizer), n_positions=MAX_LEN + 4, n_embd=64, n_layer=2, n_head=4, n_inner=128,
                      resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0, add_cross_attention=True, is_decoder=True,
                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
@@ -100,6 +99,12 @@ def train(out: Path, *, steps: int = 2500, seed: int = 0) -> float:
     rng = _train.setup(seed)
     tokenizer = build_tokenizer()
     model = build_model(tokenizer)
+    vit_dir = _train.MODELS_DIR / shapes_vit.NAME
+    if (vit_dir / "model.safetensors").is_file():  # start from shapes-vit's encoder: it already sees shapes
+        missing, _ = model.encoder.load_state_dict(shapes_vit.load(vit_dir).vit.state_dict(), strict=False)
+        if any(not k.startswith("pooler.") for k in missing):
+            raise RuntimeError(f"shapes-vit encoder does not match the captioner's: missing {missing}")
+        print(f"encoder initialised from {vit_dir}", flush=True)
     val = lambda: str({k: v for k, v in evaluate(model, tokenizer, n=200, seed=10_001).items() if k in TARGETS})
     secs = _train.train_loop(model, _batches(rng, tokenizer, 96), lambda m, b: m(**b).loss, steps=steps, lr=1.5e-3,
                              warmup=200, weight_decay=0.05, log_every=250, evaluate=val)

@@ -11,6 +11,8 @@ import numpy as np
 import torch
 from transformers import ViTConfig, ViTForImageClassification, ViTImageProcessor
 
+from analysis import attention_rollout, rollout_cls_to_patches
+
 from demos import _attn, _train
 from demos.shapes import PATCH, SHAPES, SIZE, bbox_patches, shape_batch
 
@@ -19,14 +21,19 @@ TARGETS = {"accuracy": 0.95, "pointing_game": 0.85}
 MEAN = STD = [0.5, 0.5, 0.5]
 
 
-def build_model() -> ViTForImageClassification:
-    config = ViTConfig(
+def encoder_config(**extra) -> ViTConfig:
+    """The ViT shared by shapes-vit and the captioner's encoder: hidden 64, 4 layers, 4 heads, MLP 128."""
+    return ViTConfig(
         image_size=SIZE, patch_size=PATCH, num_channels=3, hidden_size=64, num_hidden_layers=4,
         num_attention_heads=4, intermediate_size=128, hidden_dropout_prob=0.0,
-        attention_probs_dropout_prob=0.0, num_labels=len(SHAPES),
-        id2label=dict(enumerate(SHAPES)), label2id={s: i for i, s in enumerate(SHAPES)},
+        attention_probs_dropout_prob=0.0, **extra,
     )
-    return ViTForImageClassification(config)
+
+
+def build_model() -> ViTForImageClassification:
+    return ViTForImageClassification(encoder_config(
+        num_labels=len(SHAPES), id2label=dict(enumerate(SHAPES)), label2id={s: i for i, s in enumerate(SHAPES)},
+    ))
 
 
 def build_processor() -> ViTImageProcessor:
@@ -62,20 +69,20 @@ def evaluate(model, *, n: int, seed: int, batch: int = 200) -> dict:
         ex = shape_batch(rng, min(batch, n - start))
         out, maps = _attn.capture(model, pixel_values=to_pixels([e.image for e in ex]))
         correct += int((out.logits.argmax(-1) == torch.tensor([e.label for e in ex])).sum())
-        cls = _attn.rollout(maps[(None, "self")])[:, 0, 1:]  # [batch, patches]: CLS row without CLS key
-        peak = cls.argmax(-1).numpy()
+        cls = rollout_cls_to_patches(attention_rollout(maps[(None, "self")]), grid=(grid, grid))  # [batch, h, w]
+        peak = cls.flatten(1).argmax(-1).numpy()  # [batch] index into the row-major patch grid
         for e, p in zip(ex, peak):
             hits += bool(bbox_patches(e.mask, margin=1)[p // grid, p % grid])
     return {"accuracy": correct / n, "pointing_game": hits / n, "n_images": n, "seed": seed}
 
 
-def train(out: Path, *, steps: int = 2500, seed: int = 0, pool: int = 40_000) -> float:
+def train(out: Path, *, steps: int = 4500, seed: int = 0, pool: int = 40_000) -> float:
     rng = _train.setup(seed)
     model = build_model()
     val = lambda: "val " + str({k: round(v, 3) for k, v in evaluate(model, n=400, seed=10_001).items() if k in TARGETS})
     secs = _train.train_loop(
-        model, _batches(rng, 128, pool), lambda m, b: m(**b).loss, steps=steps, lr=1.5e-3, warmup=200,
-        weight_decay=0.05, log_every=250, evaluate=val,
+        model, _batches(rng, 64, pool), lambda m, b: m(**b).loss, steps=steps, lr=2e-3, warmup=300,
+        weight_decay=0.05, log_every=500, evaluate=val,
     )
     out.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(out)

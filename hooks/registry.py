@@ -44,27 +44,17 @@ class BuiltinModel:
         path = self.folder / "metrics.json"
         return json.loads(path.read_text()) if path.is_file() else {}
 
-    @property
-    def path(self) -> Path:
-        return self.folder
-
     def load(self):
-        """A `hooks.ModelBundle` (model in eval mode + tokenizer / image processor), named `self.name`.
-
-        kind "torch": built from `hooks.demo_models`; kind "hf": the shared loader on the folder."""
-        from hooks.loading import LoadError, ModelBundle, load_model
-
+        """(model in eval mode, tokenizer) for kind "torch". Every demo, Hugging Face or not, also loads
+        through the shared loader: `hooks.load_model(name)` -> ModelBundle."""
+        if self.kind != "torch":
+            raise ValueError(f"{self.name} is a Hugging Face folder: load it with hooks.load_model({self.name!r})")
         if not self.available:
-            raise LoadError(f"built-in model {self.name!r} has no weights in {self.folder}; "
-                            f"rebuild them with `bash scripts/train_demos.sh {self.name}`")
-        if self.kind == "hf":
-            bundle = load_model(str(self.folder), local_files_only=True)
-            bundle.model_id = self.name
-            return bundle
+            raise FileNotFoundError(f"built-in model {self.name!r} has no weights in {self.folder}; "
+                                    f"rebuild them with `bash scripts/train_demos.sh {self.name}`")
         from hooks.demo_models import load_negation_classifier
 
-        model, tokenizer = load_negation_classifier(self.folder)
-        return ModelBundle(model=model, model_id=self.name, tokenizer=tokenizer, modality=self.modality, kind="torch")
+        return load_negation_classifier(self.folder)
 
 
 def _m(name: str, title: str, description: str, modality: Modality, kind: str, default_sample: str) -> BuiltinModel:

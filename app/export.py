@@ -12,7 +12,7 @@ API
     UTF-8 CSV: header "query \\ key", col labels...; one row per query; NaN -> empty cell.
 `maps_npz({name: array [batch, heads, q, k]}) -> bytes`
     compressed NPZ keyed by module name; dtypes kept (float16 stays float16).
-`input_record(*, text=None, image=None, name=None, num_tokens=None) -> dict`
+`input_record(*, text=None, image=None, image_sha256=None, name=None, num_tokens=None) -> dict`
 `build_report(*, model_id, attn_implementation, dtype, num_layers, num_heads, inputs, ...) -> dict`
     report.json content; schema `REPORT_SCHEMA`, documented in docs/report-schema.md.
 `validate_report(report) -> list[str]`  problems found (empty list = valid).
@@ -286,22 +286,36 @@ def _jsonable(value, path: str = "report"):
     raise TypeError(f"{path}: {type(value).__name__} cannot be written to report.json")
 
 
-def input_record(*, text: str | None = None, image=None, name: str | None = None, num_tokens: int | None = None) -> dict:
+def input_record(
+    *,
+    text: str | None = None,
+    image=None,
+    image_sha256: str | None = None,
+    name: str | None = None,
+    num_tokens: int | None = None,
+) -> dict:
     """One entry of report["inputs"]: the text itself and/or the image's SHA-256.
 
     `image` is the uploaded file's bytes (hashed as a file) or an RGB array [H, W, 3] uint8
-    (hashed over its C-order pixel buffer).
+    (hashed over its C-order pixel buffer); or pass `image_sha256`, the hex digest of the file
+    bytes computed elsewhere. Images themselves are never stored.
     """
-    if text is None and image is None:
-        raise ValueError("an input record needs a text, an image or both")
+    if image is not None and image_sha256 is not None:
+        raise ValueError("pass the image or its image_sha256, not both")
     digest = hashed = None
-    if image is not None:
+    if image_sha256 is not None:
+        digest, hashed = str(image_sha256).lower(), "file"
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(f"image_sha256 must be 64 hex digits, got {image_sha256!r}")
+    elif image is not None:
         if isinstance(image, (bytes, bytearray, memoryview)):
             digest, hashed = hashlib.sha256(bytes(image)).hexdigest(), "file"
         else:
             pixels = np.ascontiguousarray(np.asarray(image))
             digest, hashed = hashlib.sha256(pixels.tobytes()).hexdigest(), "pixels"
-    kind = "image+text" if text is not None and image is not None else ("text" if text is not None else "image")
+    if text is None and digest is None:
+        raise ValueError("an input record needs a text, an image or both")
+    kind = "image+text" if text is not None and digest is not None else ("text" if text is not None else "image")
     return {
         "kind": kind,
         "name": name,

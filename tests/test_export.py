@@ -151,6 +151,10 @@ def test_image_inputs_are_hashed_not_stored():
     pix = input_record(image=np.zeros((4, 4, 3), np.uint8), text="a cat")
     assert pix["kind"] == "image+text" and pix["image_hashed"] == "pixels"
     assert validate_report(_report(inputs=[rec, pix])) == []
+    pre = input_record(image_sha256=rec["image_sha256"].upper(), name="cat.png")
+    assert pre == rec
+    with pytest.raises(ValueError, match="64 hex digits"):
+        input_record(image_sha256="abc")
 
 
 def test_bundle_contains_validating_report_figures_and_npz(prepared):

@@ -170,3 +170,11 @@ def test_long_labels_are_cut_in_ticks_but_not_in_hover():
     fig = to_plotly(p)
     assert fig.layout.xaxis.ticktext[0] == "x" * 23 + "…" and fig.data[0].x[0] == long
     assert to_matplotlib(p).axes[0].get_xticklabels()[0].get_text() == "x" * 23 + "…"
+
+
+def test_number_like_and_blank_tokens_stay_categories():
+    tokens = ["1", "2", "1", " ", "10"]
+    fig = to_plotly(prepare_matrix(_rows(5), tokens))
+    assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.type == "category"
+    assert len(set(fig.data[0].x)) == 5  # "1" twice stays two columns; " " gets a visible name
+    assert list(fig.layout.xaxis.ticktext) == tokens

@@ -252,7 +252,7 @@ def _all_views():
     img = RNG.integers(0, 256, (32, 32, 3), dtype=np.uint8)
     return {
         "matrix": prepare_matrix(_att(2, 6, 6), TOKENS, layer=0),
-        "model": prepare_model_view(_att(2, 2, 6, 6), TOKENS),
+        "model": prepare_model_view(_att(2, 2, 6, 6), TOKENS, scale="log"),
         "tokens": prepare_tokens(_att(6, 6), TOKENS, query=0),
         "image": prepare_image(img, RNG.random((4, 4)), mask=np.eye(32, dtype=bool)),
         "entropy": prepare_entropy(RNG.random((2, 2))),

@@ -1,122 +1,22 @@
-"""The capture engine: per-model installation (refcounted), the active recorder (ContextVar), `Capture`."""
+"""The capture engine: per-model installation (refcounted, under a lock) and `Capture`."""
 from __future__ import annotations
 
 import contextvars
-import dataclasses
-import inspect
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from . import _hf
+from . import _hf, _torch
+from ._context import ACTIVE, Active
 from ._naming import find_sites
 from ._recorder import Recorder, WeightsRecorder
 from ._types import AttentionMap, CaptureError, Site
 
 _LOCK = threading.RLock()
-
-
-@dataclass
-class _Active:
-    """What the current context records: one model's sites and the recorder."""
-
-    recorder: Recorder
-    sites: dict[int, Site]
-    opaque: dict[int, str]
-    seen: set[str] = field(default_factory=set)  # names of capturable modules that ran
-    opaque_ran: set[str] = field(default_factory=set)
-    pending: dict[int, list[tuple[bool, bool]]] = field(default_factory=dict)  # MHA: caller's (need, average)
-
-
-_ACTIVE: contextvars.ContextVar[_Active | None] = contextvars.ContextVar("attnscope_active", default=None)
-
-
-def active_site(module: nn.Module) -> tuple[Recorder, Site] | None:
-    """(recorder, site) when `module` belongs to the model captured in the current context."""
-    act = _ACTIVE.get()
-    if act is None:
-        return None
-    site = act.sites.get(id(module))
-    if site is None:
-        return None
-    act.seen.add(site.name)
-    return act.recorder, site
-
-
-# ---------------------------------------------------------------- nn.MultiheadAttention adapter
-
-_MHA_PARAMS = list(inspect.signature(nn.MultiheadAttention.forward).parameters)[1:]  # query, key, value, ...
-
-
-def _mha_pre_hook(module, args, kwargs):
-    act = _ACTIVE.get()
-    if act is None or id(module) not in act.sites:
-        return None
-    kwargs = dict(kwargs)
-    for pname, value in zip(_MHA_PARAMS[3:], args[3:]):  # normalise positional extras into kwargs
-        kwargs[pname] = value
-    args = args[:3]
-    act.pending.setdefault(id(module), []).append(
-        (kwargs.get("need_weights", True), kwargs.get("average_attn_weights", True))
-    )
-    kwargs["need_weights"] = True
-    kwargs["average_attn_weights"] = False
-    return args, kwargs
-
-
-def _mha_hook(module, args, kwargs, output):
-    act = _ACTIVE.get()
-    if act is None or id(module) not in act.sites or not act.pending.get(id(module)):
-        return None
-    need, average = act.pending[id(module)].pop()
-    hit = active_site(module)
-    assert hit is not None
-    recorder, site = hit
-    attn_out, weights = output  # weights [batch, heads, q, k] or unbatched [heads, q, k]
-    query = args[0] if args else kwargs.get("query")
-    key = args[1] if len(args) > 1 else kwargs.get("key")
-    if key is not query and site.kind == "self":
-        site = dataclasses.replace(site, kind="cross")
-    if recorder.wants(site):
-        recorder.record(site, weights if weights.dim() == 4 else weights.unsqueeze(0))  # [batch, heads, q, k]
-    if not need:
-        return attn_out, None
-    if average:
-        return attn_out, weights.mean(dim=-3)  # [batch, q, k] (or [q, k] unbatched), as the caller asked
-    return attn_out, weights
-
-
-def _opaque_hook(module, args):
-    act = _ACTIVE.get()
-    if act is not None and id(module) in act.opaque:
-        act.opaque_ran.add(act.opaque[id(module)])
-
-
-# ---------------------------------------------------------------- fast path switch (process-global)
-
-_fastpath_refs = 0
-_fastpath_saved = True
-
-
-def _fastpath_off() -> None:
-    global _fastpath_refs, _fastpath_saved
-    with _LOCK:
-        if _fastpath_refs == 0:
-            _fastpath_saved = torch.backends.mha.get_fastpath_enabled()
-            torch.backends.mha.set_fastpath_enabled(False)
-        _fastpath_refs += 1
-
-
-def _fastpath_restore() -> None:
-    global _fastpath_refs
-    with _LOCK:
-        _fastpath_refs -= 1
-        if _fastpath_refs == 0:
-            torch.backends.mha.set_fastpath_enabled(_fastpath_saved)
 
 
 # ---------------------------------------------------------------- per-model installation
@@ -127,6 +27,8 @@ class _Installed:
     refs: int
     sites: dict[int, Site]
     opaque: dict[int, str]
+    names: dict[int, str]
+    multi_stack: bool
     handles: list[Any]
     saved_configs: list[tuple[Any, Any]]
     has_mha: bool
@@ -141,7 +43,7 @@ def _install(model: nn.Module) -> _Installed:
         if inst is not None:
             inst.refs += 1
             return inst
-        sites, opaque = find_sites(model)
+        sites, opaque, multi_stack = find_sites(model)
         handles: list[Any] = []
         saved: list[tuple[Any, Any]] = []
         has_mha = False
@@ -153,18 +55,19 @@ def _install(model: nn.Module) -> _Installed:
             for mod in model.modules():
                 if isinstance(mod, nn.MultiheadAttention):
                     has_mha = True
-                    handles.append(mod.register_forward_pre_hook(_mha_pre_hook, with_kwargs=True))
-                    handles.append(mod.register_forward_hook(_mha_hook, with_kwargs=True))
+                    handles.append(mod.register_forward_pre_hook(_torch.mha_pre_hook, with_kwargs=True))
+                    handles.append(mod.register_forward_hook(_torch.mha_hook, with_kwargs=True))
                 elif id(mod) in opaque:
-                    handles.append(mod.register_forward_pre_hook(_opaque_hook))
+                    handles.append(mod.register_forward_pre_hook(_torch.opaque_hook))
             if has_mha:
-                _fastpath_off()
+                _torch.fastpath_off()
         except BaseException:
             for h in handles:
                 h.remove()
             _hf.restore(saved)
             raise
-        inst = _Installed(1, sites, opaque, handles, saved, has_mha)
+        names = {id(mod): name for name, mod in model.named_modules()}
+        inst = _Installed(1, sites, opaque, names, multi_stack, handles, saved, has_mha)
         _INSTALLED[id(model)] = inst
         return inst
 
@@ -180,7 +83,7 @@ def _uninstall(model: nn.Module) -> None:
             h.remove()
         _hf.restore(inst.saved_configs)
         if inst.has_mha:
-            _fastpath_restore()
+            _torch.fastpath_restore()
 
 
 # ---------------------------------------------------------------- the capture
@@ -197,7 +100,7 @@ class Capture:
             raise TypeError(f"capture_attention needs a torch.nn.Module, got {type(model).__name__}")
         self.model = model
         self.recorder = recorder
-        self._active: _Active | None = None
+        self._active: Active | None = None
         self._token: contextvars.Token | None = None
 
     @property
@@ -217,13 +120,14 @@ class Capture:
         if not inst.sites:
             _uninstall(self.model)
             raise CaptureError(self._no_modules_message(inst))
-        self._active = _Active(self.recorder, inst.sites, inst.opaque)
-        self._token = _ACTIVE.set(self._active)
+        self._active = Active(self.recorder, dict(inst.sites), inst.opaque, inst.names, inst.multi_stack,
+                               parent=ACTIVE.get())
+        self._token = ACTIVE.set(self._active)
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         try:
-            _ACTIVE.reset(self._token)
+            ACTIVE.reset(self._token)
         finally:
             self._token = None
             _uninstall(self.model)

@@ -73,21 +73,27 @@ def attnscope_attention(module, query, key, value, attention_mask, **kwargs):
 
     Outside a capture (another thread sharing the model while it is switched), the call is
     delegated to transformers' sdpa function, which accepts the eager-style float masks.
+    Nested captures: the innermost recorder computes the output, the outer ones get `record`.
     """
-    from ._engine import active_site  # local import: _engine imports this module
+    from ._context import active_sites
 
-    hit = active_site(module)
-    if hit is None:
+    hits = active_sites(module)
+    if not hits:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-    recorder, site = hit
     eager = module_eager(module)
     # A mask built before the switch (sdpa style, boolean) is converted; eager masks pass through.
     attention_mask = _to_additive(attention_mask, query.dtype)
-    if not recorder.wants(site):
+    wanting = [(rec, site) for rec, site in hits if rec.wants(site)]
+    if not wanting:
         return eager(module, query, key, value, attention_mask, **kwargs)
-    return recorder.hf_attention(site, module, query, key, value, attention_mask, eager, **kwargs)
+    (inner, site), outer = wanting[0], wanting[1:]  # nested captures: the innermost computes
+    out, weights = inner.hf_attention(site, module, query, key, value, attention_mask, eager, **kwargs)
+    for rec, outer_site in outer:
+        if isinstance(weights, torch.Tensor):
+            rec.record(outer_site, weights)
+    return out, weights
 
 
 _registered = False

@@ -49,28 +49,27 @@ def _kind(name: str, module: nn.Module) -> Kind:
     return "self"
 
 
-def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str]]:
+def make_site(name: str, module: nn.Module, multi_stack: bool) -> Site:
+    """The Site of the module at path `name` (see `find_sites` for the rules)."""
+    return Site(name or type(module).__name__, _layer_index(name), _stack_marker(name) if multi_stack else None,
+                _kind(name, module))
+
+
+def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str], bool]:
     """Map id(module) -> Site for every capturable attention module, and id(module) -> name for
     "opaque" ones: modules whose class name ends in "Attention", that are not capturable and have
     no capturable module above or below them (fused or hand-written attention we cannot observe).
 
     stack: "encoder"/"decoder" (or "text"/"vision" for CLIP-style towers) when the capturable modules
     live under more than one such path part, else None. layer: first integer in the path after
-    the stack part. Root module without a name is called by its class name.
+    the stack part. Root module without a name is called by its class name. The third value says
+    whether the model has several stacks (for sites made later with `make_site`).
     """
     named = [(name, mod) for name, mod in model.named_modules()]
     capt = [(name, mod) for name, mod in named if is_capturable(mod)]
     stacks = {_stack_marker(name) for name, _ in capt}
     multi = len(stacks - {None}) > 1
-    sites = {
-        id(mod): Site(
-            name or type(mod).__name__,
-            _layer_index(name),
-            _stack_marker(name) if multi else None,
-            _kind(name, mod),
-        )
-        for name, mod in capt
-    }
+    sites = {id(mod): make_site(name, mod, multi) for name, mod in capt}
     capt_names = [name for name, _ in capt]
 
     def related(name: str) -> bool:
@@ -84,4 +83,4 @@ def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str]]:
         for name, mod in named
         if _ATTENTION_CLASS.search(type(mod).__name__) and not is_capturable(mod) and not related(name)
     }
-    return sites, opaque
+    return sites, opaque, multi

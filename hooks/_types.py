@@ -37,6 +37,8 @@ class AttentionMap:
     weights: [batch, heads, q, k] detached CPU tensor (rows sum to 1 over unmasked keys; 0 on masked keys).
     live:    only with keep_graph=True: the same probabilities still in the autograd graph, full heads,
              on the model's device, with retain_grad() called, so after backward `live.grad` is dL/dA.
+             (nn.MultiheadAttention: the output is recomputed from A so gradients reach it; not
+             with add_bias_kv/add_zero_attn, where live.grad stays None.)
     step:    how many times this module had been called before in the same capture (0 = first
              call / prefill; during generate() one per decoding step).
     """

@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from hooks import CaptureError, capture_attention
-from hooks import _engine
+from hooks import _context, _engine
 from tests import tiny_models as tm
 
 
@@ -27,7 +27,7 @@ def _raise_on_call(module, args):
 def assert_clean(model, impl="sdpa"):
     assert hook_count(model) == 0
     assert not _engine._INSTALLED
-    assert _engine._ACTIVE.get() is None
+    assert _context.ACTIVE.get() is None
     assert torch.backends.mha.get_fastpath_enabled()
     if impl is not None:
         assert model.config._attn_implementation == impl

@@ -119,7 +119,10 @@ class _InputSpy:
             out[name] = mha_reference(mods[name], q, k, key_padding_mask=kpm, attn_mask=am)
         return out
 
-    def remove(self):
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
         for h in self.handles:
             h.remove()
 
@@ -144,12 +147,8 @@ def test_transformer_encoder_fast_path_nested_and_padding(train, grad, batch_fir
     src = x if batch_first else x.transpose(0, 1)
     with torch.set_grad_enabled(grad):
         plain = enc(src, src_key_padding_mask=kpm)  # eval + no_grad: fused fast path with nested tensors
-        spy = _InputSpy(enc, batch_first)
-        try:
-            with capture_attention(enc) as cap:
-                out = enc(src, src_key_padding_mask=kpm)
-        finally:
-            spy.remove()
+        with _InputSpy(enc, batch_first) as spy, capture_attention(enc) as cap:
+            out = enc(src, src_key_padding_mask=kpm)
     assert torch.backends.mha.get_fastpath_enabled()  # restored
     assert [(m.name, m.layer, m.kind) for m in cap.maps] == [("layers.0.self_attn", 0, "self"),
                                                                ("layers.1.self_attn", 1, "self")]
@@ -171,12 +170,8 @@ def test_transformer_decoder_self_and_cross(train):
     tgt, mem = torch.randn(2, 5, E), torch.randn(2, 7, E)
     mkpm = padding([7, 3], 7)
     plain = dec(tgt, mem, tgt_mask=causal(5), memory_key_padding_mask=mkpm, tgt_is_causal=True)
-    spy = _InputSpy(dec, True)
-    try:
-        with capture_attention(dec) as cap:
-            out = dec(tgt, mem, tgt_mask=causal(5), memory_key_padding_mask=mkpm, tgt_is_causal=True)
-    finally:
-        spy.remove()
+    with _InputSpy(dec, True) as spy, capture_attention(dec) as cap:
+        out = dec(tgt, mem, tgt_mask=causal(5), memory_key_padding_mask=mkpm, tgt_is_causal=True)
     torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-4)
     kinds = [(m.name, m.layer, m.stack, m.kind, tuple(m.weights.shape)) for m in cap.maps]
     assert kinds == [
@@ -199,12 +194,8 @@ def test_nn_transformer_stacks():
     skpm = padding([6, 5], 6)
     with torch.no_grad():
         plain = model(src, tgt, tgt_mask=causal(4), src_key_padding_mask=skpm, memory_key_padding_mask=skpm)
-        spy = _InputSpy(model, True)
-        try:
-            with capture_attention(model) as cap:
-                out = model(src, tgt, tgt_mask=causal(4), src_key_padding_mask=skpm, memory_key_padding_mask=skpm)
-        finally:
-            spy.remove()
+        with _InputSpy(model, True) as spy, capture_attention(model) as cap:
+            out = model(src, tgt, tgt_mask=causal(4), src_key_padding_mask=skpm, memory_key_padding_mask=skpm)
         _check_against_spy(model, cap, spy)
     torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-4)
     summary = [(m.stack, m.layer, m.kind) for m in cap.maps]

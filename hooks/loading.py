@@ -170,14 +170,47 @@ def _remote_code_message(where: str) -> str:
 
 
 def _load_hub(name: str, *, local_files_only: bool | None, **kw) -> ModelBundle:
+    """Hub ids: the local cache first; the Hub only when it resolves (offline: no minute of retries)."""
     if local_files_only is None:
         try:
             return _load_hf(name, local_files_only=True, **kw)
         except LoadError as exc:
             if not getattr(exc, "not_found", False):
                 raise
+        host = _hub_host()
+        if not _resolves(host):
+            raise LoadError(f"{name!r} is not in the local Hugging Face cache and {host} cannot be reached "
+                            "(offline?). Download it on a connected machine or give a local folder.")
         return _load_hf(name, local_files_only=False, **kw)
     return _load_hf(name, local_files_only=local_files_only, **kw)
+
+
+def _hub_host() -> str:
+    from urllib.parse import urlparse
+
+    from huggingface_hub import constants
+
+    return urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+
+
+def _resolves(host: str, timeout: float = 3.0) -> bool:
+    """Whether DNS resolves `host` within `timeout` seconds (getaddrinfo has no timeout: run it aside)."""
+    import socket
+    import threading
+
+    ok: list[bool] = []
+
+    def lookup() -> None:
+        try:
+            socket.getaddrinfo(host, 443)
+            ok.append(True)
+        except OSError:
+            ok.append(False)
+
+    worker = threading.Thread(target=lookup, daemon=True)
+    worker.start()
+    worker.join(timeout)
+    return bool(ok and ok[0])
 
 
 def _load_hf(source: str, *, trust_remote_code: bool, dtype, revision, allow_pickle: bool,

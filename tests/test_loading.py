@@ -136,3 +136,11 @@ def test_builtin_names_resolve_through_the_registry(tmp_path, monkeypatch):
     assert tb.model is torch_model and not tb.model.training
     with pytest.raises(LoadError, match="demo-missing.*python -m demos.build demo-missing"):
         load_model("demo-missing")
+
+
+def test_unknown_hub_id_without_network_fails_fast(monkeypatch):
+    import hooks.loading
+
+    monkeypatch.setattr(hooks.loading, "_resolves", lambda host, timeout=3.0: False)
+    with pytest.raises(LoadError, match="not in the local Hugging Face cache and huggingface.co cannot be reached"):
+        load_model("attnscope-test/no-such-model")

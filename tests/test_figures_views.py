@@ -199,8 +199,9 @@ def test_pattern_labels_are_written_in_cells():
     assert [list(r) for r in heat.text] == labels and heat.texttemplate == "%{text}"
     assert heat.hovertemplate == "%{y} %{x}: %{text} (%{z:.3g})<extra></extra>"
     assert p.row_labels == ("L0", "L5")
-    texts = {t.get_text() for t in to_matplotlib(p).axes[0].texts}
-    assert {"first", "previous", "broad", "mixed"} <= texts
+    texts = {t.get_text(): t.get_color() for t in to_matplotlib(p).axes[0].texts}
+    assert {"first", "previous", "broad", "mixed"} <= set(texts)
+    assert texts["broad"] == "white" and texts["mixed"] == "black"  # ink contrasts with the cell
     with pytest.raises(ValueError, match="labels have shape"):
         prepare_patterns([["a"]], [[0.1, 0.2]])
 
@@ -228,7 +229,7 @@ def test_layer_consistency_and_cross_input():
     assert np.allclose(b.series["entropy"], mean.reshape(-1)) and np.allclose(b.errors["entropy"], spread.reshape(-1))
     bar = to_plotly(b).data[0]
     assert np.allclose(np.asarray(bar.error_y.array), spread.reshape(-1))
-    assert "5 inputs" in b.title
+    assert b.title == "Entropy per head across 5 inputs (mean ± spread)"
 
 
 def test_deletion_curves_and_importance_comparison():

@@ -159,7 +159,8 @@ def prepare_cross_input(
     if m.shape != s.shape:
         raise ValueError(f"mean {m.shape} and spread {s.shape} must have the same [layers, heads] shape")
     if title is None:
-        title = f"{statistic} per head across {n_inputs} inputs (mean ± spread)" if n_inputs else f"{statistic} per head across inputs (mean ± spread)"
+        across = f"across {n_inputs} inputs" if n_inputs else "across inputs"
+        title = f"{statistic[:1].upper()}{statistic[1:]} per head {across} (mean ± spread)"
     return BarsData(
         categories=head_names(*m.shape, layers=layers),
         series={statistic: m.reshape(-1)},  # [L*H] layer-major

@@ -73,7 +73,9 @@ def _matrix(p: MatrixData) -> Figure:
     ax.set_title(mpl_text(p.title), fontsize=11, loc="left")
     if p.cell_text is not None:
         for (i, j), t in np.ndenumerate(np.asarray(p.cell_text)):
-            ax.text(j, i, mpl_text(str(t)), ha="center", va="center", fontsize=6, color="white")
+            r, g, b, _ = image.cmap(image.norm(shown[i, j]))
+            ink = "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.5 else "white"  # luminance contrast
+            ax.text(j, i, mpl_text(str(t)), ha="center", va="center", fontsize=7, color=ink)
     fig.colorbar(image, ax=ax, label=mpl_text(p.value_name), shrink=0.8)
     add_caption(fig, p.caption, p.note)
     return fig

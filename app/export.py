@@ -135,7 +135,12 @@ def maps_npz(maps: Mapping[str, object]) -> bytes:
             raise ValueError(f"map {name!r} must be [batch, heads, q, k], got shape {arr.shape}")
         arrays[str(name)] = arr
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    # the layout np.savez_compressed writes (name.npy entries, deflated), without its keyword
+    # arguments, so any module name works as a key (even "file")
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, arr in arrays.items():
+            with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, arr, allow_pickle=False)
     return buf.getvalue()
 
 

@@ -178,3 +178,9 @@ def test_number_like_and_blank_tokens_stay_categories():
     assert fig.layout.xaxis.type == "category" and fig.layout.yaxis.type == "category"
     assert len(set(fig.data[0].x)) == 5  # "1" twice stays two columns; " " gets a visible name
     assert list(fig.layout.xaxis.ticktext) == tokens
+
+
+def test_static_labels_escape_control_characters():
+    p = prepare_matrix(_rows(3), ["\x00x", "new\nline", "back\\slash"])
+    ticks = [t.get_text() for t in to_matplotlib(p).axes[0].get_xticklabels()]
+    assert ticks == ["\\x00x", "new\\nline", "back\\slash"]

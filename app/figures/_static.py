@@ -17,9 +17,13 @@ from app.figures._reduce import bilinear_resize
 from app.figures._style import bar_colours, cmap, short, tick_positions
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {0x0A: "\\n", 0x09: "\\t", 0x0D: "\\r"}
+
+
 def mpl_text(label: str) -> str:
-    """Escape a label for matplotlib text: a literal "$" would otherwise start mathtext."""
-    return str(label).replace("\\", "\\\\").replace("$", r"\$")
+    """Escape a label for matplotlib text: a literal "$" would otherwise start mathtext, and control
+    characters (no glyph in any font) are shown as escapes ("\\n", "\\x00")."""
+    return str(label).replace("$", r"\$").translate(_CONTROL)  # other backslashes are literal
 
 
 def new_figure(width: float, height: float) -> Figure:

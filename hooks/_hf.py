@@ -133,14 +133,12 @@ def is_hf_model(model: nn.Module) -> bool:
     return bool(configs_of(model))
 
 
-def switch(configs: list[Any]) -> list[tuple[Any, Any]]:
-    """Set "attnscope" on every config; returns (config, original) pairs for `restore`."""
-    saved = [(cfg, cfg.__dict__.get("_attn_implementation_internal")) for cfg in configs]
-    for cfg in configs:
-        cfg._attn_implementation_internal = IMPL  # direct: the property setter would recurse into sub-configs
-    return saved
+def switch(config: Any) -> Any:
+    """Set "attnscope" on one config; returns its original implementation for `restore`."""
+    original = config.__dict__.get("_attn_implementation_internal")
+    config._attn_implementation_internal = IMPL  # direct: the property setter would recurse into sub-configs
+    return original
 
 
-def restore(saved: list[tuple[Any, Any]]) -> None:
-    for cfg, original in saved:
-        cfg._attn_implementation_internal = original
+def restore(config: Any, original: Any) -> None:
+    config._attn_implementation_internal = original

@@ -16,8 +16,10 @@ and, for each module call inside an active capture, calls exactly one of:
 * ``recorder.record(site, weights)`` for PyTorch built-ins (weights [batch, heads, q, k]).
 
 ``recorder.wants(site)`` is asked first; a module it does not want runs untouched.
-A recorder lives in a ContextVar for the duration of a `with capture_attention(...)` block,
-so concurrent captures in other threads use their own recorder.
+A recorder lives in a ContextVar chain (`hooks._context`) for the duration of a
+`with Capture(model, recorder):` block, so concurrent captures in other threads use their own
+recorder. When captures are nested, the innermost wanting recorder runs ``hf_attention`` and the
+outer ones receive ``record(site, weights)`` with the weights it returned (if it returned a tensor).
 """
 from __future__ import annotations
 

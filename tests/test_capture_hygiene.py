@@ -26,7 +26,7 @@ def _raise_on_call(module, args):
 
 def assert_clean(model, impl="sdpa"):
     assert hook_count(model) == 0
-    assert not _engine._INSTALLED
+    assert not _engine._INSTALLED and not _engine._CONFIGS and not _engine._HOOKS
     assert _context.ACTIVE.get() is None
     assert torch.backends.mha.get_fastpath_enabled()
     if impl is not None:
@@ -187,3 +187,43 @@ def test_concurrent_captures_on_one_torch_encoder_never_mix():
             for got, ref in zip(maps, refs[i]):
                 torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
     assert_clean(model, impl=None)
+
+
+def test_overlapping_captures_of_a_model_and_its_submodule():
+    """Per-object refcounts: hooks installed once, no double records, restored by whichever exits last."""
+    model = nn.Transformer(32, 4, num_encoder_layers=2, num_decoder_layers=1, dim_feedforward=64,
+                           batch_first=True).eval()
+    src, tgt = torch.randn(1, 5, 32), torch.randn(1, 3, 32)
+    outer = capture_attention(model)
+    inner = capture_attention(model.encoder)
+    with torch.no_grad():
+        outer.__enter__()
+        inner.__enter__()
+        assert sum(len(m._forward_pre_hooks) for m in model.modules()) == 4  # one per MHA module (2 encoder, 2 decoder)
+        model(src, tgt)
+        outer.__exit__(None, None, None)  # out of order: the outer block ends first
+        assert not torch.backends.mha.get_fastpath_enabled() and hook_count(model.encoder) == 4
+        model(src, tgt)
+        inner.__exit__(None, None, None)
+    assert [m.name for m in outer.maps] == ["encoder.layers.0.self_attn", "encoder.layers.1.self_attn",
+                                            "decoder.layers.0.self_attn", "decoder.layers.0.multihead_attn"]
+    assert [m.name for m in inner.maps] == ["layers.0.self_attn", "layers.1.self_attn"] * 2
+    torch.testing.assert_close(inner.maps[0].weights, outer.maps[0].weights)
+    assert_clean(model, impl=None)
+
+
+def test_overlapping_hf_captures_restore_the_implementation():
+    model = tm.tiny_gpt2()
+    ids = torch.tensor([[7, 8, 9]])
+    a, b = capture_attention(model), capture_attention(model.transformer)
+    with torch.no_grad():
+        a.__enter__()
+        b.__enter__()
+        model(input_ids=ids)
+        a.__exit__(None, None, None)
+        assert model.config._attn_implementation == "attnscope"  # b still captures
+        model(input_ids=ids)
+        b.__exit__(None, None, None)
+    assert [m.name for m in a.maps] == ["transformer.h.0.attn", "transformer.h.1.attn"]
+    assert [m.name for m in b.maps] == ["h.0.attn", "h.1.attn"] * 2
+    assert_clean(model)

@@ -91,10 +91,17 @@ def render_html(prepared) -> bytes:
     return page.encode("utf-8")
 
 
+def _csv_label(label) -> str:
+    """A token label safe to open in a spreadsheet: no cell starts as a formula."""
+    text = str(label)
+    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
 def matrix_csv(matrix, row_labels: Sequence[str], col_labels: Sequence[str]) -> bytes:
     """CSV of one matrix [rows, cols]: first row "query \\ key" + column labels, then label + values.
 
     Values use up to 8 significant digits; NaN (an empty cell) is written as an empty field.
+    Labels starting with = + - @ (formula triggers in spreadsheets) get a leading apostrophe.
     """
     values = np.asarray(matrix, dtype=np.float64)
     if values.ndim != 2:
@@ -106,9 +113,9 @@ def matrix_csv(matrix, row_labels: Sequence[str], col_labels: Sequence[str]) -> 
         )
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(["query \\ key", *map(str, col_labels)])
+    writer.writerow(["query \\ key", *map(_csv_label, col_labels)])
     for label, row in zip(row_labels, values):
-        writer.writerow([str(label), *("" if math.isnan(v) else f"{v:.8g}" for v in row)])
+        writer.writerow([_csv_label(label), *("" if math.isnan(v) else f"{v:.8g}" for v in row)])
     return buf.getvalue().encode("utf-8")
 
 

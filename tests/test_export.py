@@ -107,6 +107,12 @@ def test_csv_nan_and_awkward_labels():
         matrix_csv(np.zeros((2, 2)), ["a"], ["b", "c"])
 
 
+def test_csv_labels_never_start_a_spreadsheet_formula():
+    data = matrix_csv(np.array([[0.25, 0.75]]), ["=SUM(A1)"], ["+1", "-"])
+    rows = list(csv.reader(io.StringIO(data.decode("utf-8"))))
+    assert rows == [["query \\ key", "'+1", "'-"], ["'=SUM(A1)", "0.25", "0.75"]]
+
+
 def test_npz_round_trips_and_keeps_dtype():
     rng = np.random.default_rng(0)
     maps = {"encoder.layer.0.attention": rng.random((1, 4, 5, 5)).astype(np.float16),

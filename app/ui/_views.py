@@ -1,0 +1,168 @@
+"""The dashboard's views. Each takes (bundle, run, runs, settings), draws itself and returns the
+prepared figures it showed ({name: prepared}), which the export panel offers for download."""
+from __future__ import annotations
+
+import streamlit as st
+
+from app import figures, pipeline
+
+PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
+
+
+def show(prepared, key: str) -> None:
+    """Draw one prepared figure with plotly, and its reduction note (downsampled, hidden ...)."""
+    st.plotly_chart(figures.to_plotly(prepared), key=key, config=PLOTLY_CONFIG)
+    if getattr(prepared, "note", ""):
+        st.caption(f"Note: {prepared.note}")
+
+
+def matrix(bundle, run, runs, s) -> dict:
+    """View 1: attention matrix of the chosen layer/head(s)."""
+    sec = s["section"]
+    n = len(sec.key_labels)
+    window = None
+    if n > figures.MAX_SIZE:
+        lo, hi = st.slider("Token window (long input: zoom into a range)", 0, n, (0, min(n, 256)),
+                           key="window")
+        window = (lo, hi) if (lo, hi) != (0, n) else None
+    p = pipeline.matrix_view(sec, layer=s["layer"], head=s["head"], fusion=s["fusion"],
+                             hide_special=s["hide_special"], scale=s["scale"], window=window)
+    show(p, "fig_matrix")
+    return {"matrix": p}
+
+
+def _open_cell(layer_key: str, head_key: str) -> None:
+    """Callback: open the model-view cell picked in the selectboxes in the matrix view."""
+    st.session_state["layer"] = st.session_state[layer_key]
+    st.session_state["fusion"] = "one head"
+    st.session_state["head"] = st.session_state[head_key]
+    st.session_state["view"] = "Matrix"
+
+
+def model_view(bundle, run, runs, s) -> dict:
+    """View 2: layers x heads grid; a cell opens in the matrix view."""
+    sec = s["section"]
+    p = pipeline.model_view(sec, hide_special=s["hide_special"], scale=s["scale"])
+    show(p, "fig_model")
+    c1, c2, c3 = st.columns([1, 1, 1])
+    c1.selectbox("Layer", list(range(len(sec.layers))), key="grid_layer",
+                 format_func=lambda i: f"layer {sec.layers[i]}")
+    c2.selectbox("Head", list(range(sec.n_heads)), key="grid_head", format_func=lambda h: f"head {h}")
+    c3.button("Open in matrix view", key="open_cell", on_click=_open_cell, args=("grid_layer", "grid_head"))
+    return {"model_view": p}
+
+
+def token_view(bundle, run, runs, s) -> dict:
+    """View 3: one query token's attention as coloured text and bars."""
+    sec = s["section"]
+    q_labels = sec.query_labels
+    default = len(q_labels) - 1 if sec.causal else 0
+    if st.session_state.get("query", default) >= len(q_labels):
+        st.session_state["query"] = default
+    query = st.selectbox("Query token", list(range(len(q_labels))), index=default, key="query",
+                         format_func=lambda i: f"{i}: {q_labels[i]}")
+    p = pipeline.token_view(sec, layer=s["layer"], head=s["head"], fusion=s["fusion"],
+                            query=query, hide_special=s["hide_special"])
+    show(p, "fig_tokens")
+    return {"tokens": p}
+
+
+def image_view(bundle, run, runs, s) -> dict:
+    """View 4: patch heatmap over the image (attention, rollout, gradient rollout, cross-attention)."""
+    if run.image is None:
+        st.info("The image view needs an image model (pick shapes-vit or shapes-captioner).")
+        return {}
+    sec = s["section"]
+    sources = pipeline.image_sources(run, sec)
+    source = st.radio("Map", sources, key="image_source", horizontal=True)
+    queries = pipeline.image_queries(run, sec, source)
+    if st.session_state.get("image_query") not in queries:
+        st.session_state["image_query"] = queries[0]
+    query = st.selectbox("Query", queries, key="image_query")
+    opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
+    with st.spinner("computing ..."):
+        p = pipeline.image_view(run, sec, source=source, query=query, layer=s["layer"],
+                                head=s["head"], fusion=s["fusion"], opacity=opacity,
+                                mask=st.session_state.get("_sample_mask"))
+    show(p, "fig_image")
+    return {"image": p}
+
+
+def analysis_view(bundle, run, runs, s) -> dict:
+    """View 5: entropy, pattern labels, layer consistency, head distance, cross-input consistency."""
+    sec = s["section"]
+    out = pipeline.analysis_views(sec)
+    if len(runs) > 1:
+        out.update(pipeline.cross_input_view([r.section(sec.stack, sec.kind) for r in runs],
+                                             names=[r.name for r in runs]))
+    else:
+        st.caption("Give several inputs (text separated by a line holding only ---, or several "
+                   "uploads) to see how stable each head is across inputs.")
+    out.update(pipeline.faithfulness_views(run))
+    left, right = st.columns(2)
+    for i, (name, p) in enumerate(out.items()):
+        with (left if i % 2 == 0 else right):
+            show(p, f"fig_{name}")
+    return out
+
+
+def generation(bundle, run, runs, s) -> dict:
+    """View 6: generate N tokens, then step through each generated token's attention."""
+    gen = run._cache.get("generation")
+    if gen is None:
+        if run.input_kind != "text" or not getattr(bundle, "is_causal", False):
+            st.info("Generation is for causal language models and the captioner.")
+            return {}
+        n_new = st.number_input("Tokens to generate", 1, 64, 8, key="n_new")
+        key = ("gen", run.input_sha256, int(n_new))
+        if st.button("Generate", key="generate"):
+            with st.spinner(f"Generating {int(n_new)} tokens ..."):
+                st.session_state[str(key)] = pipeline.generate_input(bundle, run, max_new_tokens=int(n_new))
+        gen = st.session_state.get(str(key))
+        if gen is None:
+            st.caption("Generate to step through each new token's attention (captured from the KV cache).")
+            return {}
+    st.markdown(f"**Generated:** {gen.text!r}")
+    if gen.n_generated < 1:
+        st.info("The model generated no tokens.")
+        return {}
+    step = st.slider("Generated token", 0, gen.n_generated - 1, 0, key="gen_step") if gen.n_generated > 1 else 0
+    p = pipeline.generation_step_view(gen, step=step, layer=s["layer"], head=s["head"],
+                                      fusion=s["fusion"])
+    show(p, "fig_generation")
+    return {"generation_step": p}
+
+
+VIEW_FUNCS = {
+    "Matrix": matrix,
+    "Model view": model_view,
+    "Token view": token_view,
+    "Image view": image_view,
+    "Analysis": analysis_view,
+    "Generation": generation,
+}
+
+
+def warnings_panel(run) -> None:
+    """Always beside the figures: general caveats, this input's faithfulness verdict and numbers,
+    truncation, mask-leak and non-finite warnings."""
+    st.markdown("**Read with care**")
+    for w in run.warnings:
+        st.warning(w)
+    for caveat in pipeline.GENERAL_CAVEATS:
+        st.caption(f"⚠ {caveat}")
+    st.markdown("**Faithfulness on this input**")
+    small = run.n_positions <= pipeline.AUTO_FAITHFULNESS_POSITIONS
+    if small or run._cache.get("faithfulness") is not None or st.button("Run the faithfulness check",
+                                                                        key="faith_button"):
+        bar = st.progress(0.0, text="faithfulness check ...")
+        summary = pipeline.faithfulness_summary(run, progress=lambda f, m: bar.progress(f, text=m))
+        bar.empty()
+        if summary.ok:
+            st.info(summary.verdict)
+            st.caption(summary.numbers)
+        else:
+            st.caption(summary.verdict)
+    else:
+        st.caption(f"This input has {run.n_positions} positions: the occlusion check takes a while, "
+                   "so it runs on request.")

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-# Elements processed per chunk by the chunked reductions (bounds temporary memory to ~64 MB).
-CHUNK_ELEMENTS = 1 << 24
+# Elements processed per chunk by the chunked reductions (~4 MB: a chunk stays in cache across the passes of one statistic).
+CHUNK_ELEMENTS = 1 << 20
 
 
 def as_float(t: object, name: str, *, min_ndim: int = 0) -> Tensor:
@@ -160,15 +160,31 @@ def row_mean(x: Tensor, rows: Tensor | None) -> Tensor:
     return (x * r).sum(-1) / r.sum(-1)
 
 
-def chunked_row_reduce(w: Tensor, fn) -> Tensor:
-    """Apply ``fn(block [n, q, k]) -> [n, q]`` over ``w [..., q, k]`` in chunks of the flattened
-    leading dims and return ``[..., q]``; keeps temporaries to about :data:`CHUNK_ELEMENTS` floats."""
+def chunked_row_reduce(w: Tensor, fn, *, per_matrix: Tensor | None = None) -> tuple[Tensor, ...]:
+    """One chunked pass over ``w [..., q, k]`` computing one or more per-row results ``[..., q]``.
+
+    ``fn(block [n, q, k], scratch [n, q, k], extra [n, ...] | None) -> tuple of [n, q]`` runs on
+    chunks of the flattened leading dims (``n`` matrices at a time, about :data:`CHUNK_ELEMENTS`
+    floats, so every statistic of a chunk is computed while it is in cache). ``scratch`` is one
+    reused float32 buffer ``fn`` may overwrite (never ``block``: it is the caller's memory);
+    ``per_matrix`` (optional) is broadcast to ``[..., *rest]`` and handed over sliced as ``extra``.
+    """
     q, k = w.shape[-2:]
     lead = w.shape[:-2]
     flat = w.reshape(-1, q, k)  # [N, q, k]
     n = flat.shape[0]
+    extra = None
+    if per_matrix is not None:
+        rest = per_matrix.shape[len(per_matrix.shape) - 1 :]
+        extra = per_matrix.expand(*lead, *rest).reshape(n, *rest)  # [N, ...]
     step = max(1, CHUNK_ELEMENTS // max(1, q * k))
-    out = torch.empty(n, q, dtype=torch.float32, device=w.device)  # [N, q]
+    scratch = torch.empty(min(step, n), q, k, dtype=torch.float32, device=w.device)
+    outs: list[Tensor] = []
     for s in range(0, n, step):
-        out[s : s + step] = fn(flat[s : s + step])
-    return out.reshape(*lead, q)
+        block = flat[s : s + step]
+        res = fn(block, scratch[: block.shape[0]], None if extra is None else extra[s : s + step])
+        if not outs:
+            outs = [torch.empty(n, q, dtype=torch.float32, device=w.device) for _ in res]  # [N, q] each
+        for o, r in zip(outs, res):
+            o[s : s + step] = r
+    return tuple(o.reshape(*lead, q) for o in outs)

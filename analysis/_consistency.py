@@ -12,12 +12,8 @@ import torch
 from torch import Tensor
 
 from ._common import CHUNK_ELEMENTS, build_masks, check_broadcast, layer_list, row_mean
+from ._entropy import _entropy_rows
 from ._patterns import PATTERN_LABELS, PATTERN_NAMES, HeadPatterns, labels_of
-
-
-def _entropy_last(p: Tensor) -> Tensor:
-    """``-sum_j p_j ln p_j`` over the last axis."""
-    return torch.special.entr(p).sum(-1)
 
 
 def _pairwise_js(x: Tensor, rows: Tensor | None) -> Tensor:
@@ -29,7 +25,7 @@ def _pairwise_js(x: Tensor, rows: Tensor | None) -> Tensor:
     """
     n = x.shape[0]
     b = x.shape[1]
-    h = _entropy_last(x)  # [N, B, 1, q]
+    h = _entropy_rows(x)  # [N, B, 1, q]
     out = torch.zeros(n, n, b, dtype=torch.float32, device=x.device)
     per_map = max(1, x[0].numel())
     step = max(1, CHUNK_ELEMENTS // per_map)
@@ -37,7 +33,7 @@ def _pairwise_js(x: Tensor, rows: Tensor | None) -> Tensor:
         for s in range(a + 1, n, step):
             e = min(n, s + step)
             m = (x[a].unsqueeze(0) + x[s:e]) * 0.5  # [c, B, 1, q, k]
-            jsd = (_entropy_last(m) - 0.5 * (h[a].unsqueeze(0) + h[s:e])).clamp_(min=0.0)  # [c, B, 1, q]
+            jsd = (_entropy_rows(m) - 0.5 * (h[a].unsqueeze(0) + h[s:e])).clamp_(min=0.0)  # [c, B, 1, q]
             d = row_mean(jsd, rows).squeeze(-1)  # [c, B]
             out[a, s:e] = d
             out[s:e, a] = d

@@ -90,7 +90,7 @@ def mask_checks(
     future = padding = None
     leaks: list[Leak] = []
     if causal:
-        rows_f = chunked_row_reduce(w, lambda b: torch.triu(b, diagonal=k - q + 1).sum(-1))  # [..., heads, q]
+        rows_f = chunked_row_reduce(w, lambda b, buf, _: (torch.triu(b, k - q + 1, out=buf).sum(-1),))[0]  # [..., heads, q]
         future = _max_over_rows(rows_f, masks.rows)
         leaks += _leaks("future", future, tolerance)
     if key_mask is not None:

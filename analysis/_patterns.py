@@ -9,8 +9,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._common import as_bool_mask, build_masks, check_attention, check_broadcast, row_mean
-from ._entropy import _entropy_rows, _normalizer
+from ._common import as_bool_mask, build_masks, check_attention, check_broadcast, chunked_row_reduce, row_mean
+from ._entropy import _entropy_block, _normalizer
 
 PATTERN_NAMES: tuple[str, ...] = ("first", "previous", "current", "delimiter", "local", "broad")
 """Scores computed per head, each a mean over query rows (see :func:`head_patterns`)."""
@@ -136,8 +136,19 @@ def head_patterns(
         rows = rows & ~as_bool_mask(special_mask, "special_mask", q, "q").to(w.device)[..., None, :]
     has_prev = (torch.arange(q, device=w.device) + d - 1) >= 0  # [q]
 
-    h_raw = _entropy_rows(w)  # [..., heads, q]
     scores: dict[str, Tensor] = {}
+    if delimiter_mask is None:
+        (h_raw,) = chunked_row_reduce(w, lambda block, scratch, _: (_entropy_block(block, scratch),))
+        scores["delimiter"] = torch.full(w.shape[:-2], float("nan"), device=w.device)
+    else:
+        dm = as_bool_mask(delimiter_mask, "delimiter_mask", k, "k").to(w.device, torch.float32)  # [*B, k]
+
+        def entropy_and_delimiter(block: Tensor, scratch: Tensor, dm_block: Tensor) -> tuple[Tensor, Tensor]:
+            delim_rows = torch.bmm(block, dm_block[:, :, None])[..., 0]  # [n, q, k] @ [n, k, 1] -> [n, q]
+            return _entropy_block(block, scratch), delim_rows
+
+        h_raw, delim = chunked_row_reduce(w, entropy_and_delimiter, per_matrix=dm[..., None, :])  # [..., heads, q]
+        scores["delimiter"] = row_mean(delim, rows)
     if key_mask is None:
         first = w[..., 0]  # [..., heads, q]
     else:
@@ -148,15 +159,10 @@ def head_patterns(
     scores["first"] = row_mean(first, rows)
     scores["previous"] = row_mean(_diag_rows(w, d - 1), rows & has_prev)
     scores["current"] = row_mean(_diag_rows(w, d), rows)
-    if delimiter_mask is None:
-        scores["delimiter"] = torch.full(w.shape[:-2], float("nan"), device=w.device)
-    else:
-        dm = as_bool_mask(delimiter_mask, "delimiter_mask", k, "k").to(w.device, torch.float32)
-        delim = torch.matmul(w, dm[..., None, :, None]).squeeze(-1)  # [..., heads, q, k] @ [*B, 1, k, 1]
-        scores["delimiter"] = row_mean(delim, rows)
     local = sum(_diag_rows(w, d + o) for o in range(-window, window + 1))  # [..., heads, q]
     scores["local"] = row_mean(local, rows)
     scores["broad"] = row_mean(h_raw * _normalizer(masks.n_keys), rows)
+    scores = {name: scores[name] for name in PATTERN_NAMES}
     label_index = dominant_labels(scores, thr)
     return HeadPatterns(
         scores=scores,

@@ -23,6 +23,7 @@ outer ones receive ``record(site, weights)`` with the weights it returned (if it
 """
 from __future__ import annotations
 
+import numbers
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -32,11 +33,27 @@ import torch
 from ._types import AttentionMap, Site
 
 
+def _indices(values: Iterable[int] | None, what: str) -> frozenset[int] | None:
+    """None, or an iterable of ints as a frozenset; anything else is a clear TypeError."""
+    if values is None:
+        return None
+    if isinstance(values, (int, str, bytes)) or not isinstance(values, Iterable):
+        raise TypeError(f"{what} must be an iterable of ints such as [0, 2], got {values!r}")
+    out = set()
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, (numbers.Integral, torch.Tensor)) or (
+            isinstance(v, torch.Tensor) and (v.numel() != 1 or v.is_floating_point())
+        ):
+            raise TypeError(f"{what} must contain ints, got {v!r}")
+        out.add(int(v))
+    return frozenset(out)
+
+
 class Recorder:
     """Base recorder: filters by site and delegates weight storage to `record`."""
 
     def __init__(self, layers: Iterable[int] | None = None) -> None:
-        self.layers = None if layers is None else frozenset(int(i) for i in layers)
+        self.layers = _indices(layers, "layers")
 
     def wants(self, site: Site) -> bool:
         return self.layers is None or site.layer in self.layers
@@ -77,7 +94,7 @@ class WeightsRecorder(Recorder):
         super().__init__(layers)
         if dtype not in (torch.float32, torch.float16, torch.bfloat16, torch.float64):
             raise ValueError(f"dtype must be a floating dtype (float32, float16, bfloat16), got {dtype}")
-        self.heads = None if heads is None else sorted({int(h) for h in heads})
+        self.heads = None if heads is None else sorted(_indices(heads, "heads"))
         self.dtype = dtype
         self.keep_graph = keep_graph
         self.maps: list[AttentionMap] = []

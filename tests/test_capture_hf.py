@@ -184,3 +184,10 @@ def test_eager_loaded_model_also_restored():
     with torch.no_grad(), capture_attention(model) as cap:
         model(**inputs)
     assert model.config._attn_implementation == "eager" and len(cap.maps) == 2
+
+
+@pytest.mark.parametrize("kw", [{"layers": 1}, {"layers": ["0"]}, {"heads": 2}, {"heads": [True]}])
+def test_filters_must_be_iterables_of_ints(kw):
+    model, _ = build("bert")
+    with pytest.raises(TypeError, match="must (be an iterable of|contain) ints"):
+        capture_attention(model, **kw)

@@ -1015,7 +1015,7 @@ def image_view(run: Run, sec: Section, *, source: str, query: str, layer: int = 
         row, what = (r[first:].mean(0) if q is None else r[q]), "attention rollout"
     elif source == "gradient rollout":
         r = gradients(run)["gradient_rollout"]  # [q, k]
-        row, what = (r[first:].mean(0) if q is None else r[q]), "gradient-weighted rollout (Chefer et al. 2021)"
+        row, what = (r[first:].mean(0) if q is None else r[q]), "gradient rollout (gradient-weighted, Chefer et al. 2021)"
     elif source.startswith("relevance"):
         row, what = _relevance(run)[q], "encoder-decoder relevance (Chefer et al. 2021)"
     else:

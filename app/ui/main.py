@@ -22,6 +22,7 @@ from app.ui._state import cached_bundle, session_run
 OTHER = "Other: Hugging Face id or local folder"
 VIEWS = ("Matrix", "Model view", "Token view", "Image view", "Analysis", "Generation")
 TEXT_TYPES = ["txt", "md"]
+DEFAULT_TEXT = "the quick brown fox jumps over the lazy dog . the dog was not happy"
 IMAGE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif"]
 
 
@@ -79,10 +80,11 @@ def _model_info(bundle) -> None:
 def _text_inputs(model_key: str) -> list[tuple[str, str]]:
     """Text area (+ sample picker and .txt/.md upload) -> [(name, text)], first one is shown."""
     samples = pipeline.text_samples(model_key)
-    if samples and st.session_state.get("_text_model") != model_key:
+    if st.session_state.get("_text_model") != model_key:  # a new model: start from its first sample
         st.session_state["_text_model"] = model_key
-        st.session_state["text"] = samples[0].text
-        st.session_state["sample_text"] = samples[0].title
+        st.session_state["text"] = samples[0].text if samples else DEFAULT_TEXT
+        if samples:
+            st.session_state["sample_text"] = samples[0].title
     if samples:
         titles = [s.title for s in samples]
         pick = st.selectbox("Sample text", titles, key="sample_text",

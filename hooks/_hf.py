@@ -71,18 +71,22 @@ def _to_additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor 
 def attnscope_attention(module, query, key, value, attention_mask, **kwargs):
     """The registered attention function: record through the active recorder, else run untouched.
 
-    Outside a capture (another thread sharing the model while it is switched), the call is
-    delegated to transformers' sdpa function, which accepts the eager-style float masks.
+    Outside a capture (another thread sharing the model while it is switched), the call runs as
+    the model would have: transformers' sdpa function when the config was "sdpa" (it accepts the
+    eager-style float masks), else the module's eager function (flash/flex kernels would not
+    accept these masks).
     Nested captures: the innermost recorder computes the output, the outer ones get `record`.
     """
     from ._context import active_sites
 
     hits = active_sites(module)
-    if not hits:
-        from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
     eager = module_eager(module)
+    if not hits:
+        if _ORIGINALS.get(id(getattr(module, "config", None)), "sdpa") == "sdpa":
+            from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+            return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+        return eager(module, query, key, value, _to_additive(attention_mask, query.dtype), **kwargs)
     # A mask built before the switch (sdpa style, boolean) is converted; eager masks pass through.
     attention_mask = _to_additive(attention_mask, query.dtype)
     wanting = [(rec, site) for rec, site in hits if rec.wants(site)]
@@ -133,12 +137,17 @@ def is_hf_model(model: nn.Module) -> bool:
     return bool(configs_of(model))
 
 
+_ORIGINALS: dict[int, Any] = {}  # id(config) -> implementation before the switch (while switched)
+
+
 def switch(config: Any) -> Any:
     """Set "attnscope" on one config; returns its original implementation for `restore`."""
     original = config.__dict__.get("_attn_implementation_internal")
+    _ORIGINALS[id(config)] = original
     config._attn_implementation_internal = IMPL  # direct: the property setter would recurse into sub-configs
     return original
 
 
 def restore(config: Any, original: Any) -> None:
     config._attn_implementation_internal = original
+    _ORIGINALS.pop(id(config), None)

@@ -227,3 +227,33 @@ def test_overlapping_hf_captures_restore_the_implementation():
     assert [m.name for m in a.maps] == ["transformer.h.0.attn", "transformer.h.1.attn"]
     assert [m.name for m in b.maps] == ["h.0.attn", "h.1.attn"] * 2
     assert_clean(model)
+
+
+@pytest.mark.parametrize("impl", ["sdpa", "eager"])
+def test_uncaptured_thread_runs_the_original_implementation(impl, monkeypatch):
+    """While one context captures, another thread using the model with no capture gets its normal
+    outputs, through the implementation the model was loaded with."""
+    import transformers.integrations.sdpa_attention as sdpa_mod
+
+    calls = []
+    real = sdpa_mod.sdpa_attention_forward
+    monkeypatch.setattr(sdpa_mod, "sdpa_attention_forward", lambda *a, **k: calls.append(1) or real(*a, **k))
+    model = tm.tiny_llama()
+    model.set_attn_implementation(impl)
+    ids = torch.tensor([[7, 8, 9, 10], [11, 12, 13, 14]])
+    mask = torch.tensor([[1, 1, 1, 1], [0, 1, 1, 1]])
+    with torch.no_grad():
+        plain = model(input_ids=ids, attention_mask=mask).logits
+        calls.clear()
+        out: list = []
+        with capture_attention(model) as cap:
+            model(input_ids=ids, attention_mask=mask)
+            worker = threading.Thread(target=lambda: out.append(model(input_ids=ids, attention_mask=mask).logits))
+            worker.start()
+            worker.join()
+    assert len(cap.maps) == 2  # the other thread's calls were not recorded here
+    real_rows = mask.bool()  # [batch, seq]: a padding query's output is arbitrary (fully masked row)
+    torch.testing.assert_close(out[0][real_rows], plain[real_rows], atol=1e-5, rtol=1e-4)
+    assert (len(calls) == 2) == (impl == "sdpa")
+    assert not _engine._hf._ORIGINALS
+    assert_clean(model, impl=impl)

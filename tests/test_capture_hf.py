@@ -191,3 +191,42 @@ def test_filters_must_be_iterables_of_ints(kw):
     model, _ = build("bert")
     with pytest.raises(TypeError, match="must (be an iterable of|contain) ints"):
         capture_attention(model, **kw)
+
+
+def _other(name):
+    """Tiny configs of architectures beyond the issue's list (any model using the interface works)."""
+    import transformers as T
+
+    text = dict(vocab_size=tm.VOCAB, hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=37)
+    return {
+        "distilbert": lambda: T.DistilBertModel(T.DistilBertConfig(vocab_size=tm.VOCAB, dim=32, n_layers=2, n_heads=4,
+                                                                    hidden_dim=37)),
+        "qwen2": lambda: T.Qwen2ForCausalLM(T.Qwen2Config(**text, num_key_value_heads=2)),
+        "gemma2": lambda: T.Gemma2ForCausalLM(T.Gemma2Config(**text, num_key_value_heads=2, head_dim=8)),
+        "mbart": lambda: T.MBartForConditionalGeneration(T.MBartConfig(
+            vocab_size=tm.VOCAB, d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=4,
+            decoder_attention_heads=4, encoder_ffn_dim=37, decoder_ffn_dim=37)),
+        "deit": lambda: T.DeiTModel(T.DeiTConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                                  intermediate_size=37, image_size=32, patch_size=8)),
+    }[name]
+
+
+@pytest.mark.parametrize("name", ["distilbert", "qwen2", "gemma2", "mbart", "deit"])
+def test_other_interface_architectures(name):
+    torch.manual_seed(0)
+    model = _other(name)().eval()
+    if name == "deit":
+        inputs = {"pixel_values": tm.pixel_inputs()}
+    else:
+        inputs = {"input_ids": torch.tensor([[7, 8, 9, 10], [11, 12, 13, 14]]),
+                  "attention_mask": torch.tensor([[1, 1, 1, 1], [1, 1, 1, 0]])}
+        if name == "mbart":
+            inputs["decoder_input_ids"] = DEC_IDS
+    with torch.no_grad(), capture_attention(model) as cap:
+        model(**inputs)
+    ref = eager_reference(model, inputs)
+    got = grouped(cap.maps)
+    assert set(got) == set(ref)
+    for key, layers in ref.items():
+        for w, r in zip(got[key], layers, strict=True):
+            torch.testing.assert_close(w, r.float(), atol=1e-5, rtol=0)

@@ -15,7 +15,10 @@ and :func:`rollout_cls_to_patches`; :func:`gradient_rollout` and :func:`encoder_
 (Chefer et al. 2021); :func:`head_patterns` (previous / current / first-token sink / delimiter /
 local / broad scores and a dominant label); :func:`mask_checks` (mass on future and padding keys);
 :func:`faithfulness_check` (occlusion vs attention: Spearman ρ, top-k overlap, AOPC, and a
-one-sentence verdict).
+one-sentence verdict). For maps too large to hold at once, :func:`row_statistics` computes the
+per-row values chunk by chunk (its ``diagonal`` places a block of query rows) and
+:func:`entropy_from_rows`, :func:`patterns_from_rows`, :func:`mask_checks_from_rows` reduce them
+exactly as the full-map functions do.
 """
 from ._consistency import (
     CrossInputConsistency,
@@ -24,7 +27,7 @@ from ._consistency import (
     head_distance,
     layer_consistency,
 )
-from ._entropy import head_entropy, row_entropy
+from ._entropy import entropy_from_rows, head_entropy, row_entropy
 from ._faithfulness import (
     AGREEMENT_THRESHOLDS,
     INPUT_X_GRADIENT,
@@ -34,7 +37,7 @@ from ._faithfulness import (
     faithfulness_check,
     spearman,
 )
-from ._masks import DEFAULT_TOLERANCE, Leak, MaskCheck, mask_checks
+from ._masks import DEFAULT_TOLERANCE, Leak, MaskCheck, mask_checks, mask_checks_from_rows
 from ._patterns import (
     PATTERN_LABELS,
     PATTERN_NAMES,
@@ -43,7 +46,9 @@ from ._patterns import (
     dominant_labels,
     head_patterns,
     labels_of,
+    patterns_from_rows,
 )
+from ._rows import PATTERN_ROWS, ROW_STATISTICS, row_statistics
 from ._rollout import (
     attention_rollout,
     encoder_decoder_relevance,
@@ -65,12 +70,15 @@ __all__ = [
     "OPPOSITE_RHO",
     "PATTERN_LABELS",
     "PATTERN_NAMES",
+    "PATTERN_ROWS",
     "PATTERN_THRESHOLDS",
+    "ROW_STATISTICS",
     "attention_rollout",
     "cluster_order",
     "cross_input_consistency",
     "dominant_labels",
     "encoder_decoder_relevance",
+    "entropy_from_rows",
     "faithfulness_check",
     "gradient_rollout",
     "head_distance",
@@ -79,8 +87,11 @@ __all__ = [
     "labels_of",
     "layer_consistency",
     "mask_checks",
+    "mask_checks_from_rows",
+    "patterns_from_rows",
     "rollout_cls_to_patches",
     "rollout_from_query",
     "row_entropy",
+    "row_statistics",
     "spearman",
 ]

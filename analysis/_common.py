@@ -133,13 +133,15 @@ def build_masks(
     return Masks(keys=keys, n_keys=n_keys, rows=rows)
 
 
-def check_broadcast(w: Tensor, masks: Masks, name: str = "weights") -> None:
-    """Raise a clear error when the masks' batch dimensions do not fit ``w [..., heads, q, k]``."""
+def check_broadcast(shape: tuple[int, ...], masks: Masks, name: str = "weights") -> None:
+    """Raise a clear error when the masks' batch dimensions do not fit attention of ``shape``
+    ``(..., heads, q, k)``."""
+    shape = tuple(shape)
     shapes = []
     if masks.keys is not None:
-        shapes.append((tuple(masks.keys.shape), tuple(w.shape)))
+        shapes.append((tuple(masks.keys.shape), shape))
     if masks.rows is not None:
-        shapes.append((tuple(masks.rows.shape), tuple(w.shape[:-1])))
+        shapes.append((tuple(masks.rows.shape), shape[:-1]))
     for mask_shape, target in shapes:
         try:
             ok = torch.broadcast_shapes(target, mask_shape) == target
@@ -147,7 +149,7 @@ def check_broadcast(w: Tensor, masks: Masks, name: str = "weights") -> None:
             ok = False
         if not ok:
             raise ValueError(
-                f"the masks (shape {mask_shape}) do not fit {name} of shape {tuple(w.shape)}: "
+                f"the masks (shape {mask_shape}) do not fit {name} of shape {shape}: "
                 "key_mask must be [batch, k] and query_mask [batch, q] for weights [..., batch, heads, q, k]"
             )
 
@@ -160,14 +162,17 @@ def row_mean(x: Tensor, rows: Tensor | None) -> Tensor:
     return (x * r).sum(-1) / r.sum(-1)
 
 
-def chunked_row_reduce(w: Tensor, fn, *, per_matrix: Tensor | None = None) -> tuple[Tensor, ...]:
+def chunked_row_reduce(
+    w: Tensor, fn, *, per_matrix: Tensor | None = None, rest_dims: int = 1
+) -> tuple[Tensor, ...]:
     """One chunked pass over ``w [..., q, k]`` computing one or more per-row results ``[..., q]``.
 
     ``fn(block [n, q, k], scratch [n, q, k], extra [n, ...] | None) -> tuple of [n, q]`` runs on
     chunks of the flattened leading dims (``n`` matrices at a time, about :data:`CHUNK_ELEMENTS`
     floats, so every statistic of a chunk is computed while it is in cache). ``scratch`` is one
     reused float32 buffer ``fn`` may overwrite (never ``block``: it is the caller's memory);
-    ``per_matrix`` (optional) is broadcast to ``[..., *rest]`` and handed over sliced as ``extra``.
+    ``per_matrix`` (optional; its last ``rest_dims`` dims are ``rest``) is broadcast to
+    ``[..., *rest]`` and handed over sliced as ``extra [n, *rest]``.
     """
     q, k = w.shape[-2:]
     lead = w.shape[:-2]
@@ -175,7 +180,7 @@ def chunked_row_reduce(w: Tensor, fn, *, per_matrix: Tensor | None = None) -> tu
     n = flat.shape[0]
     extra = None
     if per_matrix is not None:
-        rest = per_matrix.shape[len(per_matrix.shape) - 1 :]
+        rest = per_matrix.shape[per_matrix.ndim - rest_dims :]
         extra = per_matrix.expand(*lead, *rest).reshape(n, *rest)  # [N, ...]
     step = max(1, CHUNK_ELEMENTS // max(1, q * k))
     scratch = torch.empty(min(step, n), q, k, dtype=torch.float32, device=w.device)

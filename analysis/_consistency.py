@@ -58,7 +58,7 @@ def layer_consistency(
     ws = layer_list(layers)
     q, k = ws[0].shape[-2:]
     masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=ws[0].device)
-    check_broadcast(ws[0], masks, "layers[0]")
+    check_broadcast(ws[0].shape, masks, "layers[0]")
     p = torch.stack([w.mean(dim=1, keepdim=True) for w in ws])  # [L, B, 1, q, k]
     rows = None if masks.rows is None else masks.rows.expand(p.shape[1], 1, q)  # [B, 1, q]
     js = _pairwise_js(p, rows)  # [L, L, B]
@@ -83,7 +83,7 @@ def head_distance(
     ws = layer_list(layers)
     b, n_heads, q, k = ws[0].shape
     masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=ws[0].device)
-    check_broadcast(ws[0], masks, "layers[0]")
+    check_broadcast(ws[0].shape, masks, "layers[0]")
     x = torch.stack(ws).transpose(1, 2).reshape(len(ws) * n_heads, b, 1, q, k)  # [L*H, B, 1, q, k]
     rows = None if masks.rows is None else masks.rows.expand(b, 1, q)  # [B, 1, q]
     return _pairwise_js(x, rows).sqrt().mean(-1)  # [L*H, L*H]

@@ -6,7 +6,7 @@ import math
 import torch
 from torch import Tensor
 
-from ._common import build_masks, check_attention, check_broadcast, chunked_row_reduce, row_mean
+from ._common import as_float, build_masks, check_attention, check_broadcast, chunked_row_reduce, row_mean
 
 
 _TINY = torch.finfo(torch.float32).tiny
@@ -31,18 +31,33 @@ def _normalizer(n_keys: Tensor) -> Tensor:
     return torch.where(n_keys > 1, 1.0 / log_n.clamp(min=math.log(2.0)), torch.zeros_like(log_n))
 
 
-def _row_entropy(
-    weights: Tensor, *, normalize: bool, causal: bool, key_mask: Tensor | None, query_mask: Tensor | None
+def _masked_entropy(
+    h: Tensor, k: int, *, normalize: bool, causal: bool, key_mask: Tensor | None, query_mask: Tensor | None
 ) -> tuple[Tensor, Tensor | None]:
-    """Shared core: per-row entropy ``[..., heads, q]`` and the valid-row mask ``[..., 1, q]``."""
-    w = check_attention(weights)
-    q, k = w.shape[-2:]
-    masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=w.device)
-    check_broadcast(w, masks)
-    h = _entropy_rows(w)  # [..., heads, q]
+    """Shared core: raw row entropy ``h [..., heads, q]`` -> (normalised if asked, valid rows ``[..., 1, q]``)."""
+    q = h.shape[-1]
+    masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=h.device)
+    check_broadcast((*h.shape, k), masks, "entropy rows")
     if normalize:
         h = h * _normalizer(masks.n_keys)  # [..., heads, q] * [..., 1, q]
     return h, masks.rows
+
+
+def entropy_from_rows(
+    entropy: Tensor,
+    *,
+    k: int,
+    normalize: bool = False,
+    causal: bool = False,
+    key_mask: Tensor | None = None,
+    query_mask: Tensor | None = None,
+) -> Tensor:
+    """:func:`row_entropy` from precomputed raw row entropies ``[..., heads, q]`` (nats) of maps
+    with ``k`` keys (e.g. computed chunk by chunk with :func:`row_statistics`) -> ``[..., heads, q]``,
+    NaN on invalid rows; ``.nanmean(-1)`` of it is :func:`head_entropy`."""
+    h = as_float(entropy, "entropy", min_ndim=1)
+    h, rows = _masked_entropy(h, k, normalize=normalize, causal=causal, key_mask=key_mask, query_mask=query_mask)
+    return h if rows is None else h.masked_fill(~rows, float("nan"))
 
 
 def row_entropy(
@@ -62,10 +77,10 @@ def row_entropy(
     give 0. Invalid rows (padding queries, rows without any valid key) are NaN.
     Masks: ``causal``, ``key_mask [batch, k]``, ``query_mask [batch, q]`` (see ``analysis``).
     """
-    h, rows = _row_entropy(weights, normalize=normalize, causal=causal, key_mask=key_mask, query_mask=query_mask)
-    if rows is not None:
-        h = h.masked_fill(~rows, float("nan"))
-    return h
+    w = check_attention(weights)
+    return entropy_from_rows(
+        _entropy_rows(w), k=w.shape[-1], normalize=normalize, causal=causal, key_mask=key_mask, query_mask=query_mask
+    )
 
 
 def head_entropy(
@@ -83,5 +98,8 @@ def head_entropy(
     ``ln n``. ``normalize=True`` divides each row by ``ln n_i`` first (see :func:`row_entropy`),
     giving 0 for one-hot and 1 for uniform heads. Padding query rows are left out of the mean.
     """
-    h, rows = _row_entropy(weights, normalize=normalize, causal=causal, key_mask=key_mask, query_mask=query_mask)
+    w = check_attention(weights)
+    h, rows = _masked_entropy(
+        _entropy_rows(w), w.shape[-1], normalize=normalize, causal=causal, key_mask=key_mask, query_mask=query_mask
+    )
     return row_mean(h, rows)

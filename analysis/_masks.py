@@ -2,12 +2,13 @@
 padding keys (padded batches)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor
 
-from ._common import as_bool_mask, build_masks, check_attention, check_broadcast, chunked_row_reduce
+from ._common import as_float, build_masks, check_attention, check_broadcast
+from ._rows import row_statistics
 
 DEFAULT_TOLERANCE = 1e-4
 """Mass above this on a forbidden key counts as a leak (float16 softmax rounding stays below)."""
@@ -64,6 +65,45 @@ def _leaks(kind: str, mass: Tensor, tolerance: float) -> list[Leak]:
     return [Leak(kind, tuple(int(i) for i in idx), float(mass[tuple(idx)])) for idx in (mass > tolerance).nonzero()]
 
 
+def _check_args(causal: object, tolerance: float) -> None:
+    if not isinstance(causal, bool):
+        raise TypeError(f"causal must be True or False, got {causal!r}")
+    if not tolerance >= 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+
+
+def mask_checks_from_rows(
+    rows: Mapping[str, Tensor],
+    *,
+    k: int,
+    causal: bool,
+    key_mask: Tensor | None = None,
+    query_mask: Tensor | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+) -> MaskCheck:
+    """:func:`mask_checks` from per-row masses ``[..., heads, q]`` (see :func:`row_statistics`):
+    ``rows["future"]`` (needed when ``causal``) and ``rows["padding"]`` (needed with ``key_mask``)."""
+    _check_args(causal, tolerance)
+    for name, needed in (("future", causal), ("padding", key_mask is not None)):
+        if needed and name not in rows:
+            raise ValueError(f"rows lacks {name!r}: compute it with row_statistics(..., stats=[{name!r}, ...])")
+    some = next(iter(rows.values()), None)
+    if some is None:
+        raise ValueError("rows is empty: nothing to check")
+    q = some.shape[-1]
+    masks = build_masks(q, k, key_mask=key_mask, query_mask=query_mask, device=some.device)
+    check_broadcast((*some.shape, k), masks, "rows")
+    future = padding = None
+    leaks: list[Leak] = []
+    if causal:
+        future = _max_over_rows(as_float(rows["future"], "rows['future']"), masks.rows)
+        leaks += _leaks("future", future, tolerance)
+    if key_mask is not None:
+        padding = _max_over_rows(as_float(rows["padding"], "rows['padding']"), masks.rows)
+        leaks += _leaks("padding", padding, tolerance)
+    return MaskCheck(future_mass=future, padding_mass=padding, leaks=leaks, tolerance=float(tolerance))
+
+
 def mask_checks(
     weights: Tensor,
     *,
@@ -79,23 +119,12 @@ def mask_checks(
     ``padding_mass = max_i sum_{j: key_mask[j] = False} a_ij`` over real query rows (only with
     ``key_mask [batch, k]``). Every head above ``tolerance`` is listed in ``leaks``.
     """
+    _check_args(causal, tolerance)
     w = check_attention(weights)
-    if not isinstance(causal, bool):
-        raise TypeError(f"causal must be True or False, got {causal!r}")
-    if not tolerance >= 0:
-        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
-    q, k = w.shape[-2:]
-    masks = build_masks(q, k, key_mask=key_mask, query_mask=query_mask, device=w.device)
-    check_broadcast(w, masks)
-    future = padding = None
-    leaks: list[Leak] = []
-    if causal:
-        rows_f = chunked_row_reduce(w, lambda b, buf, _: (torch.triu(b, k - q + 1, out=buf).sum(-1),))[0]  # [..., heads, q]
-        future = _max_over_rows(rows_f, masks.rows)
-        leaks += _leaks("future", future, tolerance)
-    if key_mask is not None:
-        pad = (~as_bool_mask(key_mask, "key_mask", k, "k")).to(w.device, torch.float32)  # [*B, k]
-        rows_p = torch.matmul(w, pad[..., None, :, None]).squeeze(-1)  # [..., heads, q, k] @ [*B, 1, k, 1]
-        padding = _max_over_rows(rows_p, masks.rows)
-        leaks += _leaks("padding", padding, tolerance)
-    return MaskCheck(future_mass=future, padding_mass=padding, leaks=leaks, tolerance=float(tolerance))
+    stats = (["future"] if causal else []) + (["padding"] if key_mask is not None else [])
+    if not stats:  # nothing is forbidden: no causal flag and no padding
+        return MaskCheck(future_mass=None, padding_mass=None, leaks=[], tolerance=float(tolerance))
+    rows = row_statistics(w, stats=stats, key_mask=key_mask)
+    return mask_checks_from_rows(
+        rows, k=w.shape[-1], causal=causal, key_mask=key_mask, query_mask=query_mask, tolerance=tolerance
+    )

@@ -2,6 +2,7 @@
 BERT Look At?", and Xiao et al. 2024, "Efficient Streaming Language Models with Attention Sinks")."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
@@ -9,8 +10,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ._common import as_bool_mask, build_masks, check_attention, check_broadcast, chunked_row_reduce, row_mean
-from ._entropy import _entropy_block, _normalizer
+from ._common import as_bool_mask, as_float, build_masks, check_broadcast, row_mean
+from ._entropy import _normalizer
+from ._rows import PATTERN_ROWS, row_statistics
 
 PATTERN_NAMES: tuple[str, ...] = ("first", "previous", "current", "delimiter", "local", "broad")
 """Scores computed per head, each a mean over query rows (see :func:`head_patterns`)."""
@@ -58,16 +60,6 @@ def labels_of(label_index: Tensor) -> Any:
     return conv(label_index.tolist())
 
 
-def _diag_rows(w: Tensor, offset: int) -> Tensor:
-    """Entries ``w[..., i, i + offset]`` as ``[..., q]``; 0 where that key does not exist."""
-    q = w.shape[-2]
-    dg = w.diagonal(offset=offset, dim1=-2, dim2=-1)  # [..., n_diag]
-    out = w.new_zeros(*w.shape[:-2], q)  # [..., q]
-    start = max(0, -offset)
-    out[..., start : start + dg.shape[-1]] = dg
-    return out
-
-
 def dominant_labels(scores: dict[str, Tensor], thresholds: dict[str, float]) -> Tensor:
     """Label index per head (into :data:`PATTERN_LABELS`): the highest of first / previous /
     current / delimiter among those reaching their threshold; else "local" if it reaches its
@@ -83,6 +75,63 @@ def dominant_labels(scores: dict[str, Tensor], thresholds: dict[str, float]) -> 
         scores["local"] >= thresholds["local"], local, torch.where(scores["broad"] >= thresholds["broad"], broad, mixed)
     )
     return torch.where(passes.any(dim=-1), best, rest)
+
+
+def _thresholds(thresholds: dict[str, float] | None) -> dict[str, float]:
+    thr = dict(PATTERN_THRESHOLDS)
+    if thresholds is not None:
+        unknown = set(thresholds) - set(PATTERN_NAMES)
+        if unknown:
+            raise ValueError(f"unknown pattern names in thresholds: {sorted(unknown)}; known: {PATTERN_NAMES}")
+        thr.update({n: float(v) for n, v in thresholds.items()})
+    return thr
+
+
+def patterns_from_rows(
+    rows: Mapping[str, Tensor],
+    *,
+    k: int,
+    causal: bool = False,
+    key_mask: Tensor | None = None,
+    query_mask: Tensor | None = None,
+    special_mask: Tensor | None = None,
+    thresholds: dict[str, float] | None = None,
+) -> HeadPatterns:
+    """:func:`head_patterns` from per-row values (see :func:`row_statistics`: "entropy", "first",
+    "previous", "current", "local", optionally "delimiter"; each ``[..., heads, q]``) of maps with
+    ``k`` keys, e.g. accumulated chunk by chunk during capture. Same scores, rows and labels."""
+    missing = [n for n in PATTERN_ROWS if n not in rows]
+    if missing:
+        raise ValueError(f"rows lacks {missing}: compute them with row_statistics(..., stats={PATTERN_ROWS})")
+    r = {n: as_float(t, f"rows[{n!r}]", min_ndim=1) for n, t in rows.items()}
+    h_raw = r["entropy"]
+    q = h_raw.shape[-1]
+    thr = _thresholds(thresholds)
+    masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=h_raw.device)
+    check_broadcast((*h_raw.shape, k), masks, "rows")
+    all_rows = masks.rows if masks.rows is not None else torch.ones(1, q, dtype=torch.bool, device=h_raw.device)
+    scored = all_rows & (masks.n_keys >= 2)  # [..., 1, q]: rows with a choice to make
+    if special_mask is not None:
+        scored = scored & ~as_bool_mask(special_mask, "special_mask", q, "q").to(h_raw.device)[..., None, :]
+    has_prev = (torch.arange(q, device=h_raw.device) + (k - q) - 1) >= 0  # [q]
+    scores = {
+        "first": row_mean(r["first"], scored),
+        "previous": row_mean(r["previous"], scored & has_prev),
+        "current": row_mean(r["current"], scored),
+        "delimiter": (
+            row_mean(r["delimiter"], scored) if "delimiter" in r else torch.full(h_raw.shape[:-1], float("nan"))
+        ),
+        "local": row_mean(r["local"], scored),
+        "broad": row_mean(h_raw * _normalizer(masks.n_keys), scored),
+    }
+    return HeadPatterns(
+        scores=scores,
+        entropy=row_mean(h_raw, masks.rows),
+        label_index=dominant_labels(scores, thr),
+        sink=scores["first"] >= thr["first"],
+        sink_mass=scores["first"],
+        thresholds=thr,
+    )
 
 
 def head_patterns(
@@ -116,59 +165,14 @@ def head_patterns(
     Sinks (``first >= thresholds["first"]``) are flagged: mass parked on the first token usually
     means "no-op", not that the token matters (Xiao et al. 2024). Patterns after Clark et al. 2019.
     """
-    w = check_attention(weights)
-    q, k = w.shape[-2:]
-    if not isinstance(window, int) or window < 0:
-        raise ValueError(f"window must be a non-negative int, got {window!r}")
-    thr = dict(PATTERN_THRESHOLDS)
-    if thresholds is not None:
-        unknown = set(thresholds) - set(PATTERN_NAMES)
-        if unknown:
-            raise ValueError(f"unknown pattern names in thresholds: {sorted(unknown)}; known: {PATTERN_NAMES}")
-        thr.update({n: float(v) for n, v in thresholds.items()})
-    masks = build_masks(q, k, causal=causal, key_mask=key_mask, query_mask=query_mask, device=w.device)
-    check_broadcast(w, masks)
-    d = k - q
-
-    rows_all = masks.rows if masks.rows is not None else torch.ones(1, q, dtype=torch.bool, device=w.device)
-    rows = rows_all & (masks.n_keys >= 2)  # [..., 1, q]
-    if special_mask is not None:
-        rows = rows & ~as_bool_mask(special_mask, "special_mask", q, "q").to(w.device)[..., None, :]
-    has_prev = (torch.arange(q, device=w.device) + d - 1) >= 0  # [q]
-
-    scores: dict[str, Tensor] = {}
-    if delimiter_mask is None:
-        (h_raw,) = chunked_row_reduce(w, lambda block, scratch, _: (_entropy_block(block, scratch),))
-        scores["delimiter"] = torch.full(w.shape[:-2], float("nan"), device=w.device)
-    else:
-        dm = as_bool_mask(delimiter_mask, "delimiter_mask", k, "k").to(w.device, torch.float32)  # [*B, k]
-
-        def entropy_and_delimiter(block: Tensor, scratch: Tensor, dm_block: Tensor) -> tuple[Tensor, Tensor]:
-            delim_rows = torch.bmm(block, dm_block[:, :, None])[..., 0]  # [n, q, k] @ [n, k, 1] -> [n, q]
-            return _entropy_block(block, scratch), delim_rows
-
-        h_raw, delim = chunked_row_reduce(w, entropy_and_delimiter, per_matrix=dm[..., None, :])  # [..., heads, q]
-        scores["delimiter"] = row_mean(delim, rows)
-    if key_mask is None:
-        first = w[..., 0]  # [..., heads, q]
-    else:
-        km = as_bool_mask(key_mask, "key_mask", k, "k").to(w.device)
-        first_idx = km.to(torch.int8).argmax(dim=-1)  # [*B] first real key
-        idx = first_idx[..., None, None, None].expand(*w.shape[:-1], 1)  # [..., heads, q, 1]
-        first = w.gather(-1, idx).squeeze(-1)  # [..., heads, q]
-    scores["first"] = row_mean(first, rows)
-    scores["previous"] = row_mean(_diag_rows(w, d - 1), rows & has_prev)
-    scores["current"] = row_mean(_diag_rows(w, d), rows)
-    local = sum(_diag_rows(w, d + o) for o in range(-window, window + 1))  # [..., heads, q]
-    scores["local"] = row_mean(local, rows)
-    scores["broad"] = row_mean(h_raw * _normalizer(masks.n_keys), rows)
-    scores = {name: scores[name] for name in PATTERN_NAMES}
-    label_index = dominant_labels(scores, thr)
-    return HeadPatterns(
-        scores=scores,
-        entropy=row_mean(h_raw, masks.rows),
-        label_index=label_index,
-        sink=scores["first"] >= thr["first"],
-        sink_mass=scores["first"],
-        thresholds=thr,
+    stats = PATTERN_ROWS + (("delimiter",) if delimiter_mask is not None else ())
+    rows = row_statistics(weights, stats=stats, key_mask=key_mask, delimiter_mask=delimiter_mask, window=window)
+    return patterns_from_rows(
+        rows,
+        k=weights.shape[-1],
+        causal=causal,
+        key_mask=key_mask,
+        query_mask=query_mask,
+        special_mask=special_mask,
+        thresholds=thresholds,
     )

@@ -174,3 +174,39 @@ def test_mask_checks_and_patterns_on_a_tiny_gpt2_with_left_padding():
     p = head_patterns(weights, causal=True, key_mask=attention_mask)
     assert p.label_index.shape == (2, 2, 4) and torch.isfinite(p.scores["first"]).all()
     assert torch.equal(weights, before)
+
+
+def test_row_statistics_in_query_chunks_reduce_like_the_full_map():
+    from analysis import entropy_from_rows, head_entropy, mask_checks_from_rows, patterns_from_rows, row_statistics
+
+    q = k = 9
+    key_mask = torch.tensor([[False, False] + [True] * 7, [True] * 9])
+    valid = key_mask[:, None, :] & torch.ones(q, k, dtype=torch.bool).tril()
+    g = torch.Generator().manual_seed(21)
+    w = torch.softmax((torch.randn(2, 3, q, k, generator=g) * 2).masked_fill(~valid[:, None], -1e9), dim=-1)
+    w[0, 1, 4, 8] += 0.3  # one leak onto a future key (row 4 of head 1, batch 0)
+    delim = torch.zeros(2, k, dtype=torch.bool)
+    delim[:, [3, 7]] = True
+    kw = dict(key_mask=key_mask, delimiter_mask=delim, window=1)
+    names = ("entropy", "first", "previous", "current", "local", "delimiter", "future", "padding")
+    full = row_statistics(w, stats=names, **kw)
+    # rows 0..3 and 4..8 computed separately, each told where its first query row sits
+    parts = [row_statistics(w[..., a:b, :], stats=names, diagonal=a, **kw) for a, b in ((0, 4), (4, 9))]
+    for name in names:
+        torch.testing.assert_close(torch.cat([p[name] for p in parts], dim=-1), full[name], msg=name)
+    ref = head_patterns(w, causal=True, key_mask=key_mask, delimiter_mask=delim, window=1)
+    got = patterns_from_rows(full, k=k, causal=True, key_mask=key_mask)
+    for name in ref.scores:
+        torch.testing.assert_close(got.scores[name], ref.scores[name], equal_nan=True, msg=name)
+    assert got.labels == ref.labels
+    torch.testing.assert_close(
+        entropy_from_rows(full["entropy"], k=k, normalize=True, causal=True, key_mask=key_mask).nanmean(-1),
+        head_entropy(w, normalize=True, causal=True, key_mask=key_mask),
+    )
+    checked = mask_checks_from_rows(full, k=k, causal=True, key_mask=key_mask)
+    direct = mask_checks(w, causal=True, key_mask=key_mask)
+    assert [(x.kind, x.index) for x in checked.leaks] == [(x.kind, x.index) for x in direct.leaks] == [("future", (0, 1))]
+    with pytest.raises(ValueError, match="lacks"):
+        patterns_from_rows({"entropy": full["entropy"]}, k=k)
+    with pytest.raises(ValueError, match="needs delimiter_mask"):
+        row_statistics(w, stats=["delimiter"])

@@ -19,6 +19,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+Layers = Sequence[Tensor] | Tensor
+"""Per-layer attention: a sequence of ``[batch, heads, q, k]`` (forward order) or ``[L, batch, heads, q, k]``."""
+
 # Elements processed per chunk by the chunked reductions (~4 MB: a chunk stays in cache across the passes of one statistic).
 CHUNK_ELEMENTS = 1 << 20
 
@@ -42,7 +45,7 @@ def check_attention(t: object, name: str = "weights") -> Tensor:
     return w
 
 
-def layer_list(layers: object, name: str = "layers", *, square: bool = False) -> list[Tensor]:
+def layer_list(layers: Layers, name: str = "layers", *, square: bool = False) -> list[Tensor]:
     """Turn a sequence of ``[batch, heads, q, k]`` tensors (or a stacked ``[L, batch, heads, q, k]``
     tensor) into a list of float32 ``[batch, heads, q, k]`` tensors, checking they agree in shape."""
     if isinstance(layers, Tensor):

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ._common import CHUNK_ELEMENTS, build_masks, check_broadcast, layer_list, row_mean
+from ._common import CHUNK_ELEMENTS, Layers, build_masks, check_broadcast, layer_list, row_mean
 from ._entropy import _entropy_rows
 from ._patterns import PATTERN_LABELS, PATTERN_NAMES, HeadPatterns, labels_of
 
@@ -41,7 +41,7 @@ def _pairwise_js(x: Tensor, rows: Tensor | None) -> Tensor:
 
 
 def layer_consistency(
-    layers: object,
+    layers: Layers,
     *,
     causal: bool = False,
     key_mask: Tensor | None = None,
@@ -66,7 +66,7 @@ def layer_consistency(
 
 
 def head_distance(
-    layers: object,
+    layers: Layers,
     *,
     causal: bool = False,
     key_mask: Tensor | None = None,

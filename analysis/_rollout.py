@@ -8,7 +8,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from ._common import as_bool_mask, as_float, layer_list
+from ._common import Layers, as_bool_mask, as_float, layer_list
 
 HeadFusion = Literal["mean", "max", "min"]
 _FUSIONS = ("mean", "max", "min")
@@ -41,7 +41,7 @@ def _row_normalise_(a: Tensor) -> Tensor:
 
 
 def attention_rollout(
-    layers: object,
+    layers: Layers,
     *,
     head_fusion: HeadFusion = "mean",
     residual: float = 0.5,
@@ -97,7 +97,7 @@ def _grad_weighted(a: Tensor, g: Tensor) -> Tensor:
     return (g * a).clamp_(min=0.0).mean(dim=1)
 
 
-def _check_grads(attn: list[Tensor], grads: object, name: str) -> list[Tensor]:
+def _check_grads(attn: list[Tensor], grads: Layers, name: str) -> list[Tensor]:
     gs = layer_list(grads, name)
     if len(gs) != len(attn):
         raise ValueError(f"{name} has {len(gs)} layers but the attention has {len(attn)}")
@@ -111,8 +111,8 @@ def _check_grads(attn: list[Tensor], grads: object, name: str) -> list[Tensor]:
 
 
 def gradient_rollout(
-    attentions: object,
-    gradients: object,
+    attentions: Layers,
+    gradients: Layers,
     *,
     start_layer: int = 0,
     normalize: bool = False,
@@ -144,13 +144,13 @@ def _normalised_residual(r: Tensor) -> Tensor:
 
 
 def encoder_decoder_relevance(
-    encoder_self: object,
-    decoder_self: object,
-    cross: object,
+    encoder_self: Layers,
+    decoder_self: Layers,
+    cross: Layers,
     *,
-    encoder_grads: object | None = None,
-    decoder_grads: object | None = None,
-    cross_grads: object | None = None,
+    encoder_grads: Layers | None = None,
+    decoder_grads: Layers | None = None,
+    cross_grads: Layers | None = None,
     normalize_residual: bool = True,
 ) -> Tensor:
     """Relevance of every decoder token over the encoder tokens through cross-attention
@@ -184,7 +184,7 @@ def encoder_decoder_relevance(
             f" (decoder_self {tuple(dec[0].shape)}, encoder_self {tuple(enc[0].shape)})"
         )
 
-    def fused(maps: list[Tensor], grads: object | None, name: str) -> list[Tensor]:
+    def fused(maps: list[Tensor], grads: Layers | None, name: str) -> list[Tensor]:
         if grads is None:
             return [m.mean(dim=1) for m in maps]  # [batch, q, k]
         return [_grad_weighted(m, g) for m, g in zip(maps, _check_grads(maps, grads, name))]

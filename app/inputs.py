@@ -58,6 +58,8 @@ _MAX_CONTROL_RATIO = 0.05
 _CONTROL_RE = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 # Bidirectional embeddings, overrides and isolates ("Trojan Source"): U+202A-U+202E, U+2066-U+2069.
 _BIDI_RE = re.compile("[\u202a-\u202e\u2066-\u2069]")
+# Unpaired surrogates: a str can hold them, but they are not text (and cannot be encoded as UTF-8).
+_SURROGATE_RE = re.compile("[\ud800-\udfff]")
 
 # Magic numbers: (prefix, offset, description, may_begin_text). Names what a wrong file really is;
 # prefixes that ordinary text may begin with count for text only beside NUL bytes.
@@ -297,7 +299,7 @@ def decode_text(
     if isinstance(data, str):
         raw = data.encode("utf-8", errors="surrogatepass")
         _check_size(raw, max_bytes, name, "text")
-        if any(0xD800 <= ord(ch) <= 0xDFFF for ch in data):
+        if _SURROGATE_RE.search(data):
             raise InputError(f"{name} contains unpaired surrogate characters: it is not valid Unicode text.")
         text, notes = _check_text(data, name)
         return DecodedText(text, "str", sha256_hex(raw), tuple(notes))

@@ -1,6 +1,7 @@
 """Which modules hold attention, and what to call them (name, layer, stack, kind)."""
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 from functools import lru_cache
@@ -55,6 +56,19 @@ def make_site(name: str, module: nn.Module, multi_stack: bool) -> Site:
                 _kind(name, module))
 
 
+def _renumber_collisions(sites: dict[int, Site], names: dict[int, str]) -> None:
+    groups: dict[tuple, list[int]] = {}
+    for key, site in sites.items():
+        groups.setdefault((site.stack, site.kind), []).append(key)
+    for keys in groups.values():
+        if len({sites[k].layer for k in keys}) == len(keys):
+            continue
+        path_ints = {k: tuple(int(p) for p in names[k].split(".") if p.isdigit()) for k in keys}
+        order = sorted(set(path_ints.values()))
+        for k in keys:
+            sites[k] = dataclasses.replace(sites[k], layer=order.index(path_ints[k]))
+
+
 def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str], bool]:
     """Map id(module) -> Site for every capturable attention module, and id(module) -> name for
     "opaque" ones: modules whose class name ends in "Attention", that are not capturable and have
@@ -62,7 +76,8 @@ def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str], bool]
 
     stack: "encoder"/"decoder" (or "text"/"vision" for CLIP-style towers) when the capturable modules
     live under more than one such path part, else None. layer: first integer in the path after
-    the stack part. Root module without a name is called by its class name. The third value says
+    the stack part (the block index); where that repeats within a (stack, kind), as in stage/block
+    paths like "layers.1.blocks.0", layers are numbered 0.. in order of all the path's integers. Root module without a name is called by its class name. The third value says
     whether the model has several stacks (for sites made later with `make_site`).
     """
     named = [(name, mod) for name, mod in model.named_modules()]
@@ -70,6 +85,7 @@ def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str], bool]
     stacks = {_stack_marker(name) for name, _ in capt}
     multi = len(stacks - {None}) > 1
     sites = {id(mod): make_site(name, mod, multi) for name, mod in capt}
+    _renumber_collisions(sites, {id(mod): name for name, mod in capt})
     capt_names = [name for name, _ in capt]
 
     def related(name: str) -> bool:

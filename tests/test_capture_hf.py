@@ -230,3 +230,20 @@ def test_other_interface_architectures(name):
     for key, layers in ref.items():
         for w, r in zip(got[key], layers, strict=True):
             torch.testing.assert_close(w, r.float(), atol=1e-5, rtol=0)
+
+
+def test_stage_and_block_paths_get_distinct_layers():
+    """Swin-style "layers.<stage>.blocks.<block>" paths: the first integer repeats, so layers are numbered
+    in path order (Swin maps are per window: [batch * windows, heads, window², window²])."""
+    from transformers import SwinConfig, SwinModel
+
+    torch.manual_seed(0)
+    model = SwinModel(SwinConfig(image_size=32, patch_size=4, embed_dim=16, depths=[2, 2], num_heads=[2, 4],
+                                 window_size=4)).eval()
+    with torch.no_grad(), capture_attention(model) as cap:
+        model(pixel_values=tm.pixel_inputs())
+    assert [(m.name.split(".")[2], m.name.split(".")[4], m.layer) for m in cap.maps] == [
+        ("0", "0", 0), ("0", "1", 1), ("1", "0", 2), ("1", "1", 3)]
+    with torch.no_grad(), capture_attention(model, layers=[3]) as one:
+        model(pixel_values=tm.pixel_inputs())
+    assert [m.name for m in one.maps] == [cap.maps[3].name]

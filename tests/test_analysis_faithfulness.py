@@ -26,14 +26,16 @@ def _pointing_at(pos: int, seed: int) -> torch.Tensor:
 
 def test_single_position_truth_verdicts():
     calls = []
+    good_imp, bad_imp = _pointing_at(3, 0), _pointing_at(8, 1)
     report = faithfulness_check(
         n_positions=N,
         score_fn=only_position_3,
-        attention_importance={"rollout": _pointing_at(3, 0), "raw attention": _pointing_at(8, 1)},
+        attention_importance={"rollout": good_imp, "raw attention": bad_imp},
         batch_size=8,
         progress=lambda done, total: calls.append((done, total)),
     )
     assert report.base_score == pytest.approx(0.9)
+    assert torch.equal(good_imp, _pointing_at(3, 0)) and torch.equal(bad_imp, _pointing_at(8, 1))  # untouched
     expected_occ = torch.zeros(N)
     expected_occ[3] = 0.7
     torch.testing.assert_close(report.occlusion, expected_occ)

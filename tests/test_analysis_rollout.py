@@ -176,7 +176,9 @@ def np_enc_dec(enc, dec, cross, enc_g=None, dec_g=None, cross_g=None):
 
 def test_encoder_decoder_relevance_reference_and_hand_case():
     enc, dec, cross = _layers(2, 2, 3, 5, seed=11), _layers(2, 2, 3, 4, seed=12), _layers(2, 2, 3, 4, seed=13, k=5)
+    before = [w.clone() for w in enc + dec + cross]
     got = encoder_decoder_relevance(enc, dec, cross)
+    assert all(torch.equal(a, b) for a, b in zip(enc + dec + cross, before))
     assert got.shape == (2, 4, 5)
     for bi in range(2):
         ref = np_enc_dec(*[[w[bi].double().numpy() for w in group] for group in (enc, dec, cross)])

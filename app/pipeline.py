@@ -28,6 +28,7 @@ import torch
 
 import analysis
 import hooks
+from hooks import registry
 from app import figures
 from app import inputs as safe_inputs
 
@@ -94,44 +95,25 @@ class Sample:
     mask: np.ndarray | None = None
 
 
-def _registry():
-    from hooks import registry
-    return registry
-
-
 def builtin_models() -> dict[str, str]:
     """Built-in demo names -> one-line titles (from `hooks.registry`)."""
-    models = getattr(_registry(), "BUILTIN_MODELS", {}) or {}
-    return {name: str(getattr(m, "title", "") or getattr(m, "description", "") or name)
-            for name, m in models.items()}
+    return {name: m.title for name, m in registry.BUILTIN_MODELS.items()}
 
 
 def default_model() -> str:
     """The model the app opens with: the registry's DEFAULT_MODEL."""
-    reg = _registry()
-    return str(getattr(reg, "DEFAULT_MODEL", None) or next(iter(builtin_models()), ""))
-
-
-def _registry_samples(model: str) -> list[Any]:
-    fn = getattr(_registry(), "samples", None)
-    if fn is None:
-        return []
-    try:
-        return list(fn(model))
-    except (KeyError, ValueError, LookupError):
-        return []
+    return registry.DEFAULT_MODEL
 
 
 def text_samples(model: str) -> list[Sample]:
     """Sample texts shipped for `model` (a built-in name); [] for other models."""
     out = []
-    for s in _registry_samples(model):
-        path = getattr(s, "file", None) or getattr(s, "path", None)
-        if path is None or str(path).lower().endswith((".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")):
+    for s in registry.samples(model):  # the model's own samples first
+        path = s.file
+        if s.modality != "text" or not path.is_file():
             continue
-        text = safe_inputs.decode_text(open(path, "rb").read(), filename=str(path)).text
-        out.append(Sample(str(getattr(s, "id", path)), str(getattr(s, "title", path)),
-                          str(getattr(s, "description", "")), text=text))
+        text = safe_inputs.decode_text(path.read_bytes(), filename=path.name).text
+        out.append(Sample(s.id, s.title, s.description, text=text))
     return out
 
 
@@ -140,18 +122,16 @@ def image_samples(model: str) -> list[Sample]:
     from PIL import Image
 
     out = []
-    for s in _registry_samples(model):
-        path = getattr(s, "file", None) or getattr(s, "path", None)
-        if path is None or not str(path).lower().endswith((".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp")):
+    for s in registry.samples(model):  # the model's own samples first
+        path = s.file
+        if s.modality != "image" or not path.is_file():
             continue
-        image = safe_inputs.decode_image(open(path, "rb").read(), filename=str(path))
-        mask_path = getattr(s, "mask", None) or getattr(s, "mask_file", None)
-        mask = None
+        image = safe_inputs.decode_image(path.read_bytes(), filename=path.name)
+        mask_path, mask = s.mask, None
         if mask_path:
             with Image.open(mask_path) as m:
                 mask = np.asarray(m.convert("L")) > 127  # [H, W] bool
-        out.append(Sample(str(getattr(s, "id", path)), str(getattr(s, "title", path)),
-                          str(getattr(s, "description", "")), image=image, mask=mask))
+        out.append(Sample(s.id, s.title, s.description, image=image, mask=mask))
     return out
 
 

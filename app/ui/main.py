@@ -119,6 +119,7 @@ def _image_inputs(model_key: str) -> list[tuple[str, safe_inputs.DecodedImage]]:
     uploads = st.file_uploader("Upload images (PNG, JPEG, WebP, BMP, GIF: first frame)",
                                type=IMAGE_TYPES, accept_multiple_files=True, key="upload_image")
     out = []
+    st.session_state["_sample_mask"] = None
     for up in uploads or []:
         decoded = safe_inputs.decode_image(up.getvalue(), filename=up.name)
         for note in decoded.warnings:
@@ -132,6 +133,7 @@ def _image_inputs(model_key: str) -> list[tuple[str, safe_inputs.DecodedImage]]:
     titles = [s.title for s in samples]
     pick = st.selectbox("Sample image", titles, key="sample_image")
     sample = samples[titles.index(pick)]
+    st.session_state["_sample_mask"] = sample.mask  # ground truth, drawn as a contour
     cols = st.columns(min(len(samples), 8))
     for col, s in zip(cols, samples[:8]):
         col.image(s.image.image, caption=s.title, width=72)

@@ -80,6 +80,7 @@ def load_model(
     name = str(name_or_path).strip()
     if not name:
         raise LoadError("no model given: pass a built-in demo name, a Hugging Face id or a local folder")
+    dtype = _dtype(dtype)
     builtin = _resolve_builtin(name)
     if builtin is not None:
         bundle = _load_builtin(name, builtin, device=device, dtype=dtype)
@@ -96,9 +97,22 @@ def load_model(
             bundle = _load_hub(name, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
                                allow_pickle=allow_pickle, local_files_only=local_files_only)
     if device is not None:
-        bundle.model.to(device)
+        try:
+            bundle.model.to(device)
+        except (RuntimeError, AssertionError, ValueError, TypeError) as exc:
+            raise LoadError(f"cannot move the model to device {device!r}: {str(exc).splitlines()[0]}") from None
     bundle.model.eval()
     return bundle
+
+
+def _dtype(dtype: torch.dtype | str | None) -> torch.dtype | None:
+    """None, a floating torch.dtype, or its name ("float16", "bfloat16", "float32")."""
+    if dtype is None or isinstance(dtype, torch.dtype) and dtype.is_floating_point:
+        return dtype
+    value = getattr(torch, dtype, None) if isinstance(dtype, str) else None
+    if not isinstance(value, torch.dtype) or not value.is_floating_point:
+        raise LoadError(f"dtype must be a floating torch dtype such as torch.float16 or 'bfloat16', got {dtype!r}")
+    return value
 
 
 # ---------------------------------------------------------------- built-in demos
@@ -122,7 +136,7 @@ def _load_builtin(name: str, builtin: Any, *, device, dtype) -> ModelBundle:
         loaded = builtin.load()
         model, tokenizer = loaded if isinstance(loaded, tuple) else (loaded, None)
         if dtype is not None:
-            model.to(getattr(torch, dtype) if isinstance(dtype, str) else dtype)
+            model.to(dtype)
         return ModelBundle(model=model.eval(), model_id=getattr(builtin, "name", name), tokenizer=tokenizer,
                            modality=getattr(builtin, "modality", "text"), kind="torch")
     bundle = _load_hf(str(folder), trust_remote_code=False, dtype=dtype, revision=None, allow_pickle=False,
@@ -235,7 +249,7 @@ def _load_hf(source: str, *, trust_remote_code: bool, dtype, revision, allow_pic
     model_cls = _model_class(config, transformers)
     kwargs: dict[str, Any] = dict(common, use_safetensors=None if allow_pickle else True)
     if dtype is not None:
-        kwargs["dtype"] = getattr(torch, dtype) if isinstance(dtype, str) else dtype
+        kwargs["dtype"] = dtype
     try:
         model = model_cls.from_pretrained(source, **kwargs)
     except pickle.UnpicklingError:  # torch.load(weights_only=True) met a non-tensor object

@@ -144,3 +144,13 @@ def test_unknown_hub_id_without_network_fails_fast(monkeypatch):
     monkeypatch.setattr(hooks.loading, "_resolves", lambda host, timeout=3.0: False)
     with pytest.raises(LoadError, match="not in the local Hugging Face cache and huggingface.co cannot be reached"):
         load_model("attnscope-test/no-such-model")
+
+
+def test_bad_dtype_and_device_are_load_errors(tmp_path):
+    tm.save_tiny(tm.tiny_gpt2(), None, tmp_path)
+    assert next(load_model(tmp_path, dtype="bfloat16").model.parameters()).dtype == torch.bfloat16
+    for bad in ("int8", "float17", torch.int64):
+        with pytest.raises(LoadError, match="dtype must be a floating torch dtype"):
+            load_model(tmp_path, dtype=bad)
+    with pytest.raises(LoadError, match="cannot move the model to device 'nonsense'"):
+        load_model(tmp_path, device="nonsense")

@@ -26,7 +26,7 @@ PATTERN_THRESHOLDS = MappingProxyType(
 """Default score a pattern must reach to be a head's dominant label (mean attention mass, or
 normalised entropy for "broad"). A head with ``first >= 0.5`` is flagged as an attention sink."""
 
-_SPECIFIC = ("first", "previous", "current", "delimiter")
+_SPECIFIC = PATTERN_NAMES[:4]  # ("first", "previous", "current", "delimiter"): label index = position here
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def dominant_labels(scores: dict[str, Tensor], thresholds: dict[str, float]) -> 
     current / delimiter among those reaching their threshold; else "local" if it reaches its
     threshold; else "broad"; else "mixed". NaN scores never pass."""
     spec = torch.stack([scores[n] for n in _SPECIFIC], dim=-1)  # [..., heads, 4]
-    thr = torch.tensor([thresholds[n] for n in _SPECIFIC], dtype=spec.dtype)
+    thr = torch.tensor([thresholds[n] for n in _SPECIFIC], dtype=spec.dtype, device=spec.device)
     passes = spec >= thr  # NaN compares False
     best = torch.where(passes, spec, torch.full_like(spec, -torch.inf)).argmax(dim=-1)
     local = torch.full_like(best, PATTERN_LABELS.index("local"))
@@ -119,7 +119,7 @@ def patterns_from_rows(
         "previous": row_mean(r["previous"], scored & has_prev),
         "current": row_mean(r["current"], scored),
         "delimiter": (
-            row_mean(r["delimiter"], scored) if "delimiter" in r else torch.full(h_raw.shape[:-1], float("nan"))
+            row_mean(r["delimiter"], scored) if "delimiter" in r else torch.full(h_raw.shape[:-1], float("nan"), device=h_raw.device)
         ),
         "local": row_mean(r["local"], scored),
         "broad": row_mean(h_raw * _normalizer(masks.n_keys), scored),

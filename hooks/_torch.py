@@ -27,10 +27,12 @@ def mha_pre_hook(module, args, kwargs):
     act = ACTIVE.get()
     if act is None or not active_sites(module):
         return None
-    kwargs = dict(kwargs)
-    for pname, value in zip(_MHA_PARAMS[3:], args[3:]):  # normalise positional extras into kwargs
-        kwargs[pname] = value
-    args = args[:3]
+    bound = dict(zip(_MHA_PARAMS, args))  # normalise: query, key, value positional, the rest keywords
+    bound.update(kwargs)
+    if any(p not in bound for p in _MHA_PARAMS[:3]):
+        return None  # a malformed call: let the module raise its own error
+    args = tuple(bound.pop(p) for p in _MHA_PARAMS[:3])
+    kwargs = bound
     act.pending.setdefault(id(module), []).append(
         (kwargs.get("need_weights", True), kwargs.get("average_attn_weights", True))
     )

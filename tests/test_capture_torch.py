@@ -90,6 +90,20 @@ def test_mha_self_causal_positional_args_and_unbatched():
     assert torch.triu(m.weights[0, 0], diagonal=1).abs().max() == 0
 
 
+def test_mha_called_with_keywords_only():
+    torch.manual_seed(6)
+    mha = nn.MultiheadAttention(E, H, batch_first=True).eval()
+    x = torch.randn(1, 4, E)
+    with torch.no_grad():
+        plain = mha(query=x, key=x, value=x, need_weights=False)[0]
+        with capture_attention(mha) as cap:
+            out, w = mha(query=x, key=x, value=x, need_weights=False)
+        ref = mha_reference(mha, x, x)
+    assert w is None and cap.maps[0].kind == "self"
+    torch.testing.assert_close(out, plain, atol=1e-6, rtol=0)
+    torch.testing.assert_close(cap.maps[0].weights, ref, atol=1e-5, rtol=0)
+
+
 class _InputSpy:
     """Records the (query, key, masks) each MultiheadAttention call receives, batch-first."""
 

@@ -39,10 +39,12 @@ def guarded(what: str, fn: Callable, *args, **kwargs):
 
 
 def _default_model() -> str:
+    """Preselected model: the page URL's ?model=..., else `attnscope app --model`, else the
+    registry's default demo. (trust_remote_code can only be ticked by hand.)"""
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument("--model", default=None)
     args, _ = parser.parse_known_args(sys.argv[1:])
-    return args.model or pipeline.default_model()
+    return st.query_params.get("model") or args.model or pipeline.default_model()
 
 
 def _model_picker() -> tuple[str, bool]:

@@ -118,6 +118,8 @@ def register() -> None:
 
 def configs_of(model: nn.Module) -> list[Any]:
     """Every distinct PreTrainedConfig object the model and its modules read (with sub-configs)."""
+    if "transformers" not in sys.modules:
+        return []  # no transformers loaded: no config can exist (pure PyTorch models stay import-light)
     from transformers import PretrainedConfig
 
     found: dict[int, Any] = {}
@@ -131,10 +133,6 @@ def configs_of(model: nn.Module) -> list[Any]:
     for mod in model.modules():
         add(getattr(mod, "config", None))
     return list(found.values())
-
-
-def is_hf_model(model: nn.Module) -> bool:
-    return bool(configs_of(model))
 
 
 _ORIGINALS: dict[int, Any] = {}  # id(config) -> implementation before the switch (while switched)

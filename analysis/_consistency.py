@@ -3,6 +3,8 @@
 head statistics across inputs."""
 from __future__ import annotations
 
+import math
+
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +14,7 @@ import torch
 from torch import Tensor
 
 from ._common import CHUNK_ELEMENTS, Layers, build_masks, check_broadcast, layer_list, row_mean
-from ._entropy import _entropy_rows
+from ._entropy import _entropy_block, _entropy_rows
 from ._patterns import PATTERN_LABELS, PATTERN_NAMES, HeadPatterns, labels_of
 
 
@@ -21,19 +23,25 @@ def _pairwise_js(x: Tensor, rows: Tensor | None) -> Tensor:
 
     ``x [N, B, 1, q, k]`` (N maps per batch item), ``rows`` bool ``[B, 1, q]`` or None ->
     ``[N, N, B]`` with ``JSD(P, Q) = H((P+Q)/2) - (H(P) + H(Q)) / 2`` (natural log) per row,
-    clamped at 0 against rounding and averaged over valid rows.
+    clamped at 0 against rounding and averaged over valid rows. With ``S = P + Q``:
+    ``H(S/2) = (H(S) + ln 2 * sum_j S_j) / 2`` where ``H(S) = -sum_j S_j ln S_j``, so each pair
+    costs one add and one entropy pass over a reused buffer.
     """
-    n = x.shape[0]
-    b = x.shape[1]
+    n, b, _, q, k = x.shape
     h = _entropy_rows(x)  # [N, B, 1, q]
+    mass = x.sum(-1)  # [N, B, 1, q] row sums (1 for attention rows)
     out = torch.zeros(n, n, b, dtype=torch.float32, device=x.device)
-    per_map = max(1, x[0].numel())
-    step = max(1, CHUNK_ELEMENTS // per_map)
+    step = max(1, CHUNK_ELEMENTS // max(1, x[0].numel()))
+    pair_sum = torch.empty(min(step, n), b, 1, q, k, dtype=torch.float32, device=x.device)  # S, reused
+    scratch = torch.empty(min(step, n) * b, q, k, dtype=torch.float32, device=x.device)
     for a in range(n - 1):
         for s in range(a + 1, n, step):
             e = min(n, s + step)
-            m = (x[a].unsqueeze(0) + x[s:e]) * 0.5  # [c, B, 1, q, k]
-            jsd = (_entropy_rows(m) - 0.5 * (h[a].unsqueeze(0) + h[s:e])).clamp_(min=0.0)  # [c, B, 1, q]
+            pq = torch.add(x[s:e], x[a], out=pair_sum[: e - s])  # [c, B, 1, q, k]
+            flat = pq.view(-1, q, k)  # [c*B, q, k]
+            h_s = _entropy_block(flat, scratch[: flat.shape[0]]).view(e - s, b, 1, q)  # [c, B, 1, q]
+            h_m = 0.5 * (h_s + math.log(2.0) * (mass[a] + mass[s:e]))
+            jsd = (h_m - 0.5 * (h[a] + h[s:e])).clamp_(min=0.0)  # [c, B, 1, q]
             d = row_mean(jsd, rows).squeeze(-1)  # [c, B]
             out[a, s:e] = d
             out[s:e, a] = d

@@ -1009,7 +1009,12 @@ def image_view(run: Run, sec: Section, *, source: str, query: str, layer: int = 
 
 
 def analysis_views(sec: Section) -> dict[str, Any]:
-    """View 5 for one section: entropy, pattern labels, layer consistency, head distance."""
+    """View 5 for one section: entropy, pattern labels, layer consistency, head distance
+    (prepared once per section and cached on it)."""
+    return dict(sec._cached("analysis_views", lambda: _analysis_views(sec)))
+
+
+def _analysis_views(sec: Section) -> dict[str, Any]:
     pat = sec.patterns()
     labels = [row[0] for row in pat.labels]  # [L][H]
     label_score = torch.stack([torch.stack([
@@ -1048,8 +1053,9 @@ def faithfulness_views(run: Run) -> dict[str, Any]:
     rep = run._cache.get("faithfulness")
     if rep is None:
         return {}
-    sec = run.sections[0]
-    curves = {name: m.deletion_curve for name, m in rep.methods.items()}
-    imps = {"occlusion": rep.occlusion.nan_to_num(0.0), **{n: m.importance for n, m in rep.methods.items()}}
-    return {"deletion_curves": figures.prepare_deletion_curves(curves),
-            "importance": figures.prepare_importance(sec.key_labels, imps)}
+    def compute():
+        curves = {name: m.deletion_curve for name, m in rep.methods.items()}
+        imps = {"occlusion": rep.occlusion.nan_to_num(0.0), **{n: m.importance for n, m in rep.methods.items()}}
+        return {"deletion_curves": figures.prepare_deletion_curves(curves),
+                "importance": figures.prepare_importance(run.sections[0].key_labels, imps)}
+    return dict(run._cached("faithfulness_views", compute))

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from app import launch, pipeline
-from tests.tiny_models import save_tiny, tiny_gpt2, tiny_image_processor, tiny_tokenizer, tiny_vit
+from tests.test_app_dashboard import gpt2_folder, vit_folder  # noqa: F401 - shared fixtures
 
 pytestmark = pytest.mark.browser
 
@@ -84,16 +84,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield b
         b.close()
-
-
-@pytest.fixture(scope="module")
-def gpt2_folder(tmp_path_factory) -> str:
-    return str(save_tiny(tiny_gpt2(), tiny_tokenizer(template=None), tmp_path_factory.mktemp("gpt2")))
-
-
-@pytest.fixture(scope="module")
-def vit_folder(tmp_path_factory) -> str:
-    return str(save_tiny(tiny_vit(), tiny_image_processor(), tmp_path_factory.mktemp("vit")))
 
 
 def _open(browser, url: str, model: str):

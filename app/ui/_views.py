@@ -9,9 +9,27 @@ from app import figures, pipeline
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 
 
+_FIGS_KEY = "_attnscope_plotly"
+_MAX_FIGS = 32
+
+
+def _plotly(prepared):
+    """`figures.to_plotly`, memoised per prepared object for this session (building a plotly
+    figure costs ~60 ms; prepared analysis figures are cached objects, so reruns reuse them)."""
+    cache = st.session_state.setdefault(_FIGS_KEY, {})
+    hit = cache.get(id(prepared))
+    if hit is not None and hit[0] is prepared:
+        return hit[1]
+    fig = figures.to_plotly(prepared)
+    cache[id(prepared)] = (prepared, fig)  # keeps `prepared` alive, so its id is not reused
+    while len(cache) > _MAX_FIGS:
+        cache.pop(next(iter(cache)))
+    return fig
+
+
 def show(prepared, key: str) -> None:
     """Draw one prepared figure with plotly, and its reduction note (downsampled, hidden ...)."""
-    st.plotly_chart(figures.to_plotly(prepared), key=key, config=PLOTLY_CONFIG)
+    st.plotly_chart(_plotly(prepared), key=key, config=PLOTLY_CONFIG)
     if getattr(prepared, "note", ""):
         st.caption(f"Note: {prepared.note}")
 

@@ -809,6 +809,8 @@ def faithfulness(run: Run, *, progress: Progress = None):
         sec = run.sections[0]
         if sec.kind != "self":
             raise PipelineError("The faithfulness check needs self-attention maps.")
+        if len(sec.key_labels) < 2:  # occlusion needs something to remove and something to keep
+            raise PipelineError("The faithfulness check needs an input of at least two positions.")
         q = _query_index(run, sec)
         last = sec.weights[-1].mean(0)[q]  # [k]
         importances = {"rollout": sec.rollout()[q], "last-layer attention": last}

@@ -208,6 +208,9 @@ class Capture:
         if inst.opaque:
             names = ", ".join(sorted(inst.opaque.values())[:4])
             msg += f" Modules computing attention another way: {names}."
+        if inst.configs:
+            msg += (" This Hugging Face architecture computes attention in its own code; its weights may still be "
+                    "available from model(..., output_attentions=True) with attn_implementation='eager'.")
         return msg + " Try a model built from nn.MultiheadAttention or a current transformers architecture."
 
     def _check(self) -> None:

@@ -257,3 +257,15 @@ def test_uncaptured_thread_runs_the_original_implementation(impl, monkeypatch):
     assert (len(calls) == 2) == (impl == "sdpa")
     assert not _engine._hf._ORIGINALS
     assert_clean(model, impl=impl)
+
+
+def test_hf_architecture_with_inline_attention_names_class_and_what_to_try():
+    from transformers import BloomConfig, BloomModel
+
+    model = BloomModel(BloomConfig(vocab_size=tm.VOCAB, hidden_size=32, n_layer=2, n_head=4)).eval()
+    before = model.config._attn_implementation
+    with pytest.raises(CaptureError, match=r"BloomModel has no attention module .*h\.0\.self_attention.*"
+                                           r"output_attentions=True.*Try"):
+        with torch.no_grad(), capture_attention(model):
+            model(input_ids=torch.tensor([[7, 8, 9]]))
+    assert_clean(model, impl=before)

@@ -148,11 +148,19 @@ def test_keep_graph_gives_gradients_of_attention():
 
 
 def test_train_mode_with_dropout_records_what_eager_returns():
+    """Train mode: the recorded weights are the post-dropout probabilities eager returns (same RNG)."""
     model, inputs = build("bert")
     model.train()
+    ref_model = copy.deepcopy(model)
+    ref_model.set_attn_implementation("eager")
+    torch.manual_seed(123)
     with capture_attention(model) as cap:
         model(**inputs)
-    assert len(cap.maps) == 2 and cap.maps[0].weights.shape == (2, 4, 8, 8)
+    torch.manual_seed(123)
+    ref = ref_model(**inputs, output_attentions=True).attentions
+    for m, r in zip(cap.maps, ref, strict=True):
+        torch.testing.assert_close(m.weights, r.detach(), atol=1e-6, rtol=0)
+    assert (cap.maps[0].weights.sum(-1) - 1).abs().max() > 1e-3  # dropout was applied: rows no longer sum to 1
 
 
 def test_layers_matching_nothing_raises():

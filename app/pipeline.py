@@ -1007,7 +1007,7 @@ def image_view(run: Run, sec: Section, *, source: str, query: str, layer: int = 
     if mask is not None and np.asarray(mask).shape != run.image.shape[:2]:
         mask = None
     return figures.prepare_image(run.image, heat.numpy(), opacity=opacity, mask=mask,
-                                 title=f"{what.capitalize()} from {who!r}")
+                                 title=f"{what[0].upper()}{what[1:]} from {who!r}")
 
 
 def analysis_views(sec: Section) -> dict[str, Any]:

@@ -21,7 +21,14 @@ from streamlit.testing.v1 import AppTest
 
 from app import pipeline
 from app.ui.main import OTHER
-from tests.tiny_models import save_tiny, tiny_gpt2, tiny_image_processor, tiny_tokenizer, tiny_vit
+from tests.tiny_models import (
+    save_tiny,
+    tiny_gpt2,
+    tiny_image_processor,
+    tiny_tokenizer,
+    tiny_vision_encoder_decoder,
+    tiny_vit,
+)
 
 ENTRY = Path(__file__).resolve().parents[1] / "app" / "streamlit_app.py"
 TIMEOUT = 120  # seconds per script run: model loading on a busy 2-core machine
@@ -142,6 +149,25 @@ def test_image_upload_and_model_switch(gpt2_folder, vit_folder):
         at.radio(key="image_source").set_value(source)
         _ok(at.run())
         assert source in _figures(at)[0]["layout"]["title"]["text"].lower()
+
+
+def test_captioner_image_then_caption_cross_attention_and_steps(tmp_path):
+    folder = save_tiny(tiny_vision_encoder_decoder(), [tiny_tokenizer(template=None), tiny_image_processor()],
+                       tmp_path / "ved")
+    at = _app(str(folder))
+    at.run()
+    at.file_uploader(key="upload_image").set_value(("red.png", _png(), "image/png"))
+    _ok(at.run())
+    assert any(c.value.startswith("Model output: caption:") for c in at.caption)
+    assert at.radio(key="view").value == "Image view"  # image models open on the image view
+    title = _figures(at)[0]["layout"]["title"]["text"]
+    assert title.startswith("Cross-attention, layer") and "from '" in title  # a generated word
+    at.radio(key="image_source").set_value("relevance (Chefer et al.)")
+    _ok(at.run())
+    assert "relevance" in _figures(at)[0]["layout"]["title"]["text"]
+    at.radio(key="view").set_value("Generation")
+    _ok(at.run())
+    assert _figures(at)[0]["layout"]["title"]["text"].startswith("Step 0: attention when generating")
 
 
 def test_bad_upload_and_missing_model_are_readable_errors(vit_folder, tmp_path):

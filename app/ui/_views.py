@@ -90,8 +90,19 @@ def image_view(bundle, run, runs, s) -> dict:
     if run.image is None:
         st.info("The image view needs an image model (pick shapes-vit or shapes-captioner).")
         return {}
-    sec = s["section"]
+    patchy = [x for x in run.sections if x.key_grid is not None]  # sections whose keys are patches
+    if not patchy:
+        st.info("This model's attention is not over image patches.")
+        return {}
+    sec = patchy[-1]  # captioner: the cross-attention of the generated words
+    if len(patchy) > 1:
+        titles = [x.title for x in patchy]
+        sec = patchy[titles.index(st.selectbox("Attention over the patches", titles,
+                                               index=len(titles) - 1, key="image_section"))]
+    layer = min(s["layer"], len(sec.layers) - 1)
     sources = pipeline.image_sources(run, sec)
+    if st.session_state.get("image_source") not in sources:
+        st.session_state["image_source"] = sources[0]
     source = st.radio("Map", sources, key="image_source", horizontal=True)
     queries = pipeline.image_queries(run, sec, source)
     if st.session_state.get("image_query") not in queries:
@@ -99,7 +110,7 @@ def image_view(bundle, run, runs, s) -> dict:
     query = st.selectbox("Query", queries, key="image_query")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     with st.spinner("computing ..."):
-        p = pipeline.image_view(run, sec, source=source, query=query, layer=s["layer"],
+        p = pipeline.image_view(run, sec, source=source, query=query, layer=layer,
                                 head=s["head"], fusion=s["fusion"], opacity=opacity,
                                 mask=st.session_state.get("_sample_mask"))
     show(p, "fig_image")

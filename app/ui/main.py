@@ -216,6 +216,9 @@ def render() -> None:
     if run.prediction:
         st.caption(f"Model output: {run.prediction}")
 
+    if st.session_state.get("_view_model") != name:  # a new model opens on its natural view
+        st.session_state["_view_model"] = name
+        st.session_state["view"] = "Matrix" if modality == "text" else "Image view"
     view = st.radio("View", VIEWS, key="view", horizontal=True, label_visibility="collapsed")
     main, side = st.columns([3, 1], gap="medium")
     with main:

@@ -141,7 +141,7 @@ class _InputSpy:
             h.remove()
 
 
-def _check_against_spy(model, cap, spy, batch_first=True):
+def _check_against_spy(model, cap, spy):
     refs = spy.references(model)
     got = {m.name: m.weights for m in cap.maps}
     assert set(got) == set(refs)
@@ -149,26 +149,32 @@ def _check_against_spy(model, cap, spy, batch_first=True):
         torch.testing.assert_close(got[name], ref, atol=1e-5, rtol=0)
 
 
+@pytest.mark.filterwarnings("ignore:.*nested tensors is in prototype stage")
+@pytest.mark.filterwarnings("ignore:enable_nested_tensor is True")
 @pytest.mark.parametrize("train", [False, True])
 @pytest.mark.parametrize("grad", [False, True])
 @pytest.mark.parametrize("batch_first", [True, False])
-def test_transformer_encoder_fast_path_nested_and_padding(train, grad, batch_first):
+@pytest.mark.parametrize("causal_mask", [False, True])
+def test_transformer_encoder_fast_path_nested_and_padding(train, grad, batch_first, causal_mask):
     torch.manual_seed(2)
     layer = nn.TransformerEncoderLayer(E, H, dim_feedforward=64, dropout=0.0, batch_first=batch_first)
     enc = nn.TransformerEncoder(layer, num_layers=2, enable_nested_tensor=True).train(train)
     x = torch.randn(3, 6, E)
     kpm = padding([6, 4, 2], 6)
     src = x if batch_first else x.transpose(0, 1)
+    mask = {"mask": causal(6), "is_causal": True} if causal_mask else {}
     with torch.set_grad_enabled(grad):
-        plain = enc(src, src_key_padding_mask=kpm)  # eval + no_grad: fused fast path with nested tensors
+        plain = enc(src, src_key_padding_mask=kpm, **mask)  # eval + no_grad: fused fast path, nested tensors
         with _InputSpy(enc, batch_first) as spy, capture_attention(enc) as cap:
-            out = enc(src, src_key_padding_mask=kpm)
+            out = enc(src, src_key_padding_mask=kpm, **mask)
     assert torch.backends.mha.get_fastpath_enabled()  # restored
     assert [(m.name, m.layer, m.kind) for m in cap.maps] == [("layers.0.self_attn", 0, "self"),
                                                                ("layers.1.self_attn", 1, "self")]
     for m in cap.maps:
         assert m.weights.shape == (3, H, 6, 6)  # full padded length
         assert m.weights[2, :, :, 2:].abs().max() == 0  # padding keys get 0
+        if causal_mask:
+            assert torch.triu(m.weights, diagonal=1).abs().max() == 0
     keep = ~kpm if batch_first else (~kpm).T  # [b, S] or [S, b]: real (non-padding) positions
     # the nested fast path writes 0 at padded positions; compare the real positions
     torch.testing.assert_close(out[keep], plain[keep], atol=1e-5, rtol=1e-4)

@@ -269,3 +269,26 @@ def test_hf_architecture_with_inline_attention_names_class_and_what_to_try():
         with torch.no_grad(), capture_attention(model):
             model(input_ids=torch.tensor([[7, 8, 9]]))
     assert_clean(model, impl=before)
+
+
+def test_concurrent_generation_captures_stitch_their_own_sequences():
+    model = tm.tiny_llama()
+    prompts = [torch.tensor([[7 + i, 20 + i, 30 + 2 * i]]) for i in range(4)]
+    with torch.no_grad():
+        refs = []
+        for ids in prompts:
+            with capture_attention(model) as cap:
+                model.generate(input_ids=ids, max_new_tokens=4, min_new_tokens=4, do_sample=False)
+            refs.append([m.weights for m in cap.stitched()])
+    results: dict[int, list] = {}
+
+    def work(i):
+        with torch.no_grad(), capture_attention(model) as cap:
+            model.generate(input_ids=prompts[i], max_new_tokens=4, min_new_tokens=4, do_sample=False)
+        results[i] = [m.weights for m in cap.stitched()]
+
+    _run_threads(work, len(prompts))
+    for i, maps in results.items():
+        for got, ref in zip(maps, refs[i], strict=True):
+            torch.testing.assert_close(got, ref, atol=1e-6, rtol=0)
+    assert_clean(model)

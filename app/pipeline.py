@@ -329,6 +329,8 @@ class Section:
         """(distance [L*H, L*H] between every pair of heads (Clark et al. 2019), clustering order [L*H])."""
         def compute():
             dist = analysis.head_distance(self._batched(), **self._mask_kwargs())
+            if not bool(torch.isfinite(dist).all()):  # NaN/inf maps (see Run.warnings): no clustering
+                return dist, torch.arange(dist.shape[0])
             return dist, analysis.cluster_order(dist)
         return self._cached("head_distance", compute)
 

@@ -3,7 +3,7 @@
 Tiny models are saved to a temp folder and loaded through `app.pipeline.load_bundle`, exactly
 as a user's local folder would be: text longer than the model's positions (truncated, the
 warning says where), an image given to a text model and text to an image model, empty text,
-and NaN weights (reported beside the figures; the figures still build).
+and NaN weights (reported beside the figures; every analysis view still builds).
 """
 from __future__ import annotations
 
@@ -54,7 +54,7 @@ def test_empty_text_is_a_readable_error(text_bundle):
         pipeline.capture_input(text_bundle, text=" \n\t ")
 
 
-def test_nan_weights_are_reported_and_the_matrix_still_draws(tmp_path):
+def test_nan_weights_are_reported_and_views_still_build(tmp_path):
     model = tiny_bert()
     with torch.no_grad():
         model.bert.encoder.layer[1].attention.self.query.weight[0, 0] = float("nan")
@@ -66,3 +66,6 @@ def test_nan_weights_are_reported_and_the_matrix_still_draws(tmp_path):
     sec = run.section()
     assert pipeline.matrix_view(sec, layer=1) is not None
     assert sec.entropy().shape == (2, 4)  # [layers, heads]: computed, NaN where undefined
+    views = pipeline.analysis_views(sec)  # entropy, patterns, consistency, head distance: no exception
+    assert set(views) >= {"entropy", "patterns", "layer_consistency", "head_distance"}
+    assert sec.head_distance()[1].tolist() == list(range(8))  # undefined distances: natural head order

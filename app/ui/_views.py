@@ -101,8 +101,8 @@ def image_view(bundle, run, runs, s) -> dict:
                                                index=len(titles) - 1, key="image_section"))]
     layer = min(s["layer"], len(sec.layers) - 1)
     sources = pipeline.image_sources(run, sec)
-    if st.session_state.get("image_source") not in sources:
-        st.session_state["image_source"] = sources[0]
+    if st.session_state.get("image_source") not in sources:  # rollout first: it sums over layers
+        st.session_state["image_source"] = "rollout" if "rollout" in sources else sources[0]
     source = st.radio("Map", sources, key="image_source", horizontal=True)
     queries = pipeline.image_queries(run, sec, source)
     if st.session_state.get("image_query") not in queries:

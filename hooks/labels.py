@@ -34,19 +34,20 @@ def position_labels(
     n_positions: int | None = None,
     stack: str | None = None,
     batch_index: int = 0,
+    grid: tuple[int, int] | None = None,
 ) -> list[PositionLabel]:
     """Labels for the positions of one sequence.
 
     source: a `ModelBundle`, a tokenizer, or None. For text, give `input_ids` ([seq] or [batch, seq],
     row `batch_index` is used). For images (bundle modality "image", or the "encoder"/"vision" stack of
     an "image-to-text"/"image-text" bundle) give `n_positions` (the map's key length); the patch grid
-    comes from the model config (image_size // patch_size) and leading extra positions (CLS, ...) are
-    labelled before the patches.
+    comes from the model config (image_size // patch_size) unless `grid` = (rows, cols) is given
+    (images run at another size), and leading extra positions (CLS, ...) are labelled before the patches.
     """
     if _is_image_stack(source, stack):
         if n_positions is None:
             raise ValueError("image positions need n_positions (the number of keys of the attention map)")
-        return image_labels(n_positions, grid=_grid_of(source.model.config))
+        return image_labels(n_positions, grid=grid or _grid_of(source.model.config))
     if input_ids is None:
         raise ValueError("text positions need input_ids")
     ids = torch.as_tensor(input_ids)

@@ -56,6 +56,12 @@ def test_vit_cls_and_patch_grid():
     assert labels[6].text == "patch 1,1" and (labels[6].row, labels[6].col) == (1, 1)
 
 
+def test_explicit_grid_for_images_at_another_size():
+    bundle = ModelBundle(model=tm.tiny_vit(), model_id="vit", modality="image")
+    labels = position_labels(bundle, n_positions=1 + 2 * 6, grid=(2, 6))  # a 16x48 image, patch 8
+    assert labels[0].kind == "cls" and labels[-1].text == "patch 1,5" and (labels[7].row, labels[7].col) == (1, 0)
+
+
 def test_images_without_cls_and_with_extra_tokens():
     no_cls = image_labels(4, grid=(2, 2))
     assert [l.text for l in no_cls] == ["patch 0,0", "patch 0,1", "patch 1,0", "patch 1,1"]

@@ -255,7 +255,7 @@ def capture_attention(
 
     layers: keep only these layer indices (within each stack); heads: keep only these heads
     (memory); dtype: storage dtype of `weights`; keep_graph: also keep `m.live` in the autograd
-    graph (retain_grad) for gradient-weighted methods. Works on Hugging Face models as loaded
+    graph (retain_grad) for gradient-weighted methods (needs grad enabled; None under no_grad). Works on Hugging Face models as loaded
     (sdpa is switched to a recording function for the duration and restored), on
     nn.MultiheadAttention-based modules (weights forced on, fast path off for the duration), and
     is safe for concurrent captures from several threads on one model. Raises CaptureError when

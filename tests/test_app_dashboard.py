@@ -118,6 +118,31 @@ def test_views_switch_without_rerunning_the_model(gpt2_folder, monkeypatch):
     assert calls == []  # the captured run was reused every time
 
 
+def test_generation_steps_through_each_generated_token(gpt2_folder):
+    at = _ok(_app(gpt2_folder).run())
+    at.radio(key="view").set_value("Generation")
+    _ok(at.run())
+    at.number_input(key="n_new").set_value(3)
+    at.button(key="generate").click()
+    _ok(at.run())
+    assert any(m.value.startswith("**Generated:**") for m in at.markdown)
+    titles = []
+    for step in (0, 2):
+        at.slider(key="gen_step").set_value(step)
+        _ok(at.run())
+        titles.append(_figures(at)[0]["layout"]["title"]["text"])
+    assert titles[0].startswith("Step 0:") and titles[1].startswith("Step 2:")
+
+
+def test_several_inputs_give_cross_input_consistency(gpt2_folder):
+    at = _ok(_app(gpt2_folder).run())
+    at.text_area(key="text").set_value("the cat sat on the mat\n---\na dog ran under the tree\n---\nthe fish swam")
+    at.radio(key="view").set_value("Analysis")
+    _ok(at.run())
+    titles = [f["layout"]["title"]["text"] for f in _figures(at)]
+    assert any("entropy" in t.lower() and "3 inputs" in t for t in titles), titles
+
+
 def test_model_view_cell_opens_in_the_matrix_view(gpt2_folder):
     at = _ok(_app(gpt2_folder).run())
     at.radio(key="view").set_value("Model view")

@@ -66,6 +66,8 @@ def _model_picker() -> tuple[str, bool]:
         trust = st.sidebar.checkbox(
             "Trust remote code", value=False, key="trust_remote_code",
             help="Runs Python code shipped with the model on this machine.")
+        st.sidebar.caption("Off: no code shipped with a model is run. On: the model's own Python "
+                           "code runs with your rights.")
         if trust:
             st.sidebar.warning("Remote code runs with your user's rights on this machine: "
                                "only enable it for models whose code you have read and trust.")

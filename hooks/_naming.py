@@ -11,7 +11,11 @@ from torch import nn
 from ._types import Kind, Site
 
 # first path part that names a stack -> reported stack
-_STACK_MARKERS = {"encoder": "encoder", "decoder": "decoder", "text_model": "text", "vision_model": "vision"}
+_STACK_MARKERS = {
+    "encoder": "encoder", "decoder": "decoder",
+    "text_model": "text", "language_model": "text",  # dual encoders and vision-language models
+    "vision_model": "vision", "vision_tower": "vision", "visual": "vision",
+}
 _CROSS_MARKERS = ("crossattention", "cross_attention", "cross_attn", "encdecattention", "encoder_attn", "multihead_attn")
 _ATTENTION_CLASS = re.compile(r"attention$", re.IGNORECASE)
 
@@ -57,6 +61,8 @@ def make_site(name: str, module: nn.Module, multi_stack: bool) -> Site:
 
 
 def _renumber_collisions(sites: dict[int, Site], names: dict[int, str]) -> None:
+    """Within a (stack, kind) whose first-integer layers repeat, number 0.. by all path integers,
+    or by module order when those repeat too. `sites` is in module order."""
     groups: dict[tuple, list[int]] = {}
     for key, site in sites.items():
         groups.setdefault((site.stack, site.kind), []).append(key)
@@ -64,9 +70,13 @@ def _renumber_collisions(sites: dict[int, Site], names: dict[int, str]) -> None:
         if len({sites[k].layer for k in keys}) == len(keys):
             continue
         path_ints = {k: tuple(int(p) for p in names[k].split(".") if p.isdigit()) for k in keys}
-        order = sorted(set(path_ints.values()))
+        distinct = sorted(set(path_ints.values()))
+        if len(distinct) == len(keys):
+            layer = {k: distinct.index(path_ints[k]) for k in keys}
+        else:  # same integers under different parents (e.g. two unnamed towers)
+            layer = {k: i for i, k in enumerate(keys)}
         for k in keys:
-            sites[k] = dataclasses.replace(sites[k], layer=order.index(path_ints[k]))
+            sites[k] = dataclasses.replace(sites[k], layer=layer[k])
 
 
 def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str], bool]:
@@ -77,7 +87,8 @@ def find_sites(model: nn.Module) -> tuple[dict[int, Site], dict[int, str], bool]
     stack: "encoder"/"decoder" (or "text"/"vision" for CLIP-style towers) when the capturable modules
     live under more than one such path part, else None. layer: first integer in the path after
     the stack part (the block index); where that repeats within a (stack, kind), as in stage/block
-    paths like "layers.1.blocks.0", layers are numbered 0.. in order of all the path's integers. Root module without a name is called by its class name. The third value says
+    paths like "layers.1.blocks.0", layers are numbered 0.. in order of all the path's integers
+    (or in module order when those repeat too, e.g. two unnamed towers). Root module without a name is called by its class name. The third value says
     whether the model has several stacks (for sites made later with `make_site`).
     """
     named = [(name, mod) for name, mod in model.named_modules()]

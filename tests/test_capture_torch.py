@@ -240,3 +240,22 @@ def test_mha_inside_custom_module_layer_filter():
     with torch.no_grad(), capture_attention(model, layers=[2, 0]) as cap:
         model(torch.randn(1, 4, E))
     assert [m.name for m in cap.maps] == ["blocks.0", "blocks.2"]
+
+
+def test_two_unnamed_towers_get_distinct_layers():
+    class Towers(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.left = nn.ModuleList(nn.MultiheadAttention(E, H, batch_first=True) for _ in range(2))
+            self.right = nn.ModuleList(nn.MultiheadAttention(E, H, batch_first=True) for _ in range(2))
+
+        def forward(self, x):
+            for m in [*self.left, *self.right]:
+                x = m(x, x, x)[0]
+            return x
+
+    model = Towers().eval()
+    with torch.no_grad(), capture_attention(model) as cap:
+        model(torch.randn(1, 3, E))
+    assert [(m.name, m.layer, m.stack) for m in cap.maps] == [
+        ("left.0", 0, None), ("left.1", 1, None), ("right.0", 2, None), ("right.1", 3, None)]

@@ -19,8 +19,8 @@ class Site:
 
     name:  dotted module path, e.g. "encoder.layer.3.attention.self"
     layer: index of the layer within its stack (first integer in the path; 0 if none)
-    stack: "encoder" | "decoder" for encoder-decoder models, "text" | "vision" for the two towers of a
-           dual-encoder (CLIP), None for single-stack models
+    stack: "encoder" | "decoder" for encoder-decoder models, "text" | "vision" for the towers of a
+           dual encoder (CLIP) or a vision-language model, None for single-stack models
     kind:  "self" | "cross"
     """
 

@@ -9,11 +9,18 @@ Nothing here imports streamlit; nothing is computed in two places: the app and t
     run = capture_input(bundle, text="ann has a red kite")  # Run: one input, every captured map
     sec = run.section()                                     # Section: one (stack, kind), batch item 0
     fig = matrix_view(sec, layer=0, head=None, fusion="mean")   # app.figures prepared data
-    sec.entropy(); sec.rollout(); run.faithfulness()        # analysis, computed once, cached
+    sec.entropy(); sec.rollout(); sec.patterns()            # analysis, computed once, cached
+    faithfulness_summary(run).verdict                       # occlusion vs attention, one sentence
+
+Views (prepared data for `app.figures.to_plotly` / `app.export`): matrix_view, model_view,
+token_view, image_view (attention / rollout / gradient rollout / cross-attention / relevance),
+analysis_views, cross_input_view, faithfulness_views, generation_step_view (after
+generate_input). Export helpers: export_maps (attention.npz), run_statistics, build_report.
 
 Shapes: a `Section` holds, per captured layer, a float32 tensor [heads, q, k] (batch item 0).
-Errors a user can cause (bad model name, empty text, wrong modality, uncapturable model) are
-raised as `PipelineError` with a message meant to be shown as is.
+Errors a user can cause (bad model name, wrong modality, uncapturable model, out-of-range layer)
+are `PipelineError`; undecodable text or images are `app.inputs.InputError`. Both are ValueErrors
+whose message is meant to be shown as is.
 """
 from __future__ import annotations
 
@@ -33,30 +40,41 @@ from app import figures
 from app import inputs as safe_inputs
 
 __all__ = [
-    "PipelineError",
-    "Sample",
-    "builtin_models",
-    "default_model",
-    "text_samples",
-    "image_samples",
-    "input_kind",
-    "gradients",
-    "faithfulness",
-    "ModelInfo",
-    "Section",
-    "Run",
-    "GenerationResult",
+    "AUTO_FAITHFULNESS_POSITIONS",
     "GENERAL_CAVEATS",
-    "load_bundle",
-    "model_info",
-    "capture_input",
-    "generate_input",
-    "matrix_view",
-    "model_view",
-    "token_view",
-    "image_view",
+    "IMAGE_SOURCES",
+    "FaithfulnessSummary",
+    "GenerationResult",
+    "ModelInfo",
+    "PipelineError",
+    "Run",
+    "Sample",
+    "Section",
     "analysis_views",
+    "build_report",
+    "builtin_models",
+    "capture_input",
     "cross_input_view",
+    "default_model",
+    "export_maps",
+    "faithfulness",
+    "faithfulness_summary",
+    "faithfulness_views",
+    "generate_input",
+    "generation_step_view",
+    "gradients",
+    "image_queries",
+    "image_samples",
+    "image_sources",
+    "image_view",
+    "input_kind",
+    "load_bundle",
+    "matrix_view",
+    "model_info",
+    "model_view",
+    "run_statistics",
+    "text_samples",
+    "token_view",
 ]
 
 Fusion = Literal["mean", "max"]

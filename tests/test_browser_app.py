@@ -35,6 +35,8 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networki
 WAIT_MS = 120_000  # first capture on a busy 2-core machine
 
 TRACE_TYPES_JS = "() => [...document.querySelectorAll('.js-plotly-plot')].map(g => (g.data || []).map(t => t.type))"
+IMAGE_SOURCE_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
+    .map(g => (g.data || []).filter(t => t.type === 'image').map(t => t.source || '').join('')).join('')"""
 TICKS_JS = """() => [...document.querySelectorAll('.js-plotly-plot')]
     .map(g => ((g.layout || {}).xaxis || {}).ticktext || []).flat().join(' ')"""
 
@@ -90,6 +92,7 @@ def _open(browser, url: str, model: str):
     page = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True).new_page()
     page.goto(f"{url}/?model={quote(model)}")
     page.wait_for_selector(".js-plotly-plot", state="visible", timeout=WAIT_MS)
+    _settle(page)
     return page
 
 
@@ -108,6 +111,21 @@ def _wait_for(page, predicate, what: str, timeout_s: float = 90) -> None:
             page.screenshot(path=str(ARTIFACTS / f"timeout-{what}.png"), full_page=True)
             pytest.fail(f"timed out waiting for {what}")
         page.wait_for_timeout(300)
+
+
+RUNNING = '[data-testid="stStatusWidgetRunningIcon"], [data-testid="stStatusWidgetRunningManIcon"]'
+
+
+def _settle(page, timeout_s: float = 90) -> None:
+    """Wait until the script run has finished (no running indicator twice in a row), so stale
+    elements of the previous run are gone."""
+    quiet = 0
+    deadline = time.time() + timeout_s
+    while quiet < 2:
+        quiet = quiet + 1 if page.locator(RUNNING).count() == 0 else 0
+        if time.time() > deadline:
+            pytest.fail("the page kept running")
+        page.wait_for_timeout(400)
 
 
 def _no_error(page) -> None:
@@ -131,10 +149,15 @@ def test_uploaded_image_gets_its_overlay(server, browser, vit_folder, tmp_path):
     img.paste((20, 20, 200), (10, 30, 40, 60))
     path = tmp_path / "blue-square.png"
     img.save(path)
+    _view(page, "Image view")  # image models open on it; the sample image's overlay is shown
+    _wait_for(page, lambda: page.evaluate(IMAGE_SOURCE_JS), "sample overlay")
+    before = page.evaluate(IMAGE_SOURCE_JS)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(path))
     page.get_by_text("blue-square.png").first.wait_for(timeout=WAIT_MS)
-    _view(page, "Image view")
-    _wait_for(page, lambda: any("image" in t and "heatmap" in t for t in _traces(page)), "image overlay")
+    _wait_for(page, lambda: page.evaluate(IMAGE_SOURCE_JS) not in ("", before), "uploaded image's overlay")
+    _settle(page)
+    assert any("image" in t and "heatmap" in t for t in _traces(page))
+    assert page.get_by_text("Sample image", exact=True).count() == 0  # the upload replaced the samples
     _no_error(page)
     page.screenshot(path=str(ARTIFACTS / "browser-image-upload.png"), full_page=True)
     page.context.close()
@@ -166,6 +189,7 @@ def test_four_simultaneous_sessions_each_see_their_own_input(server, browser, gp
     for word, page in pages.items():
         others = [w for w in texts if w != word]
         _wait_for(page, lambda p=page, w=word: w in p.evaluate(TICKS_JS), f"session-{word}")
+        _settle(page)
         ticks = page.evaluate(TICKS_JS)
         assert not any(o in ticks.split() for o in others), (word, ticks)
         _no_error(page)
@@ -189,7 +213,7 @@ def test_screenshots_of_the_main_views_on_the_builtin_demos(server, browser):
     for view, name in (("Matrix", "matrix"), ("Model view", "model-view"), ("Token view", "token-view"),
                        ("Analysis", "analysis")):
         _view(page, view)
-        page.wait_for_timeout(1500)
+        _settle(page)
         page.wait_for_selector(".js-plotly-plot", state="visible", timeout=WAIT_MS)
         _no_error(page)
         shots.append(ARTIFACTS / f"app-{name}.png")
@@ -199,6 +223,7 @@ def test_screenshots_of_the_main_views_on_the_builtin_demos(server, browser):
         page = _open(browser, server, model)
         _view(page, "Image view")
         _wait_for(page, lambda p=page: any("image" in t for t in _traces(p)), name)
+        _settle(page)
         _no_error(page)
         shots.append(ARTIFACTS / f"app-{name}.png")
         page.screenshot(path=str(shots[-1]), full_page=True)

@@ -20,7 +20,7 @@ import hashlib
 import io
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -169,11 +169,14 @@ def sha256_hex(data: bytes | bytearray | memoryview) -> str:
 
 
 def _human_bytes(n: int) -> str:
-    for unit in ("bytes", "KiB", "MiB", "GiB"):
-        if n < 1024 or unit == "GiB":
-            return f"{n} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
-        n /= 1024
-    raise AssertionError("unreachable")
+    if n < 1024:
+        return f"{n} bytes"
+    size = n / 1024
+    for unit in ("KiB", "MiB"):
+        if size < 1024:
+            return f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
 
 
 def _label(filename: str | None, default: str) -> str:
@@ -321,7 +324,6 @@ def decode_text(
         text = raw.decode(codec)
     except UnicodeDecodeError as err:
         raise InputError(_decode_error_message(raw, err, codec, name)) from None
-    text = text.lstrip("\ufeff") if codec != "utf-8" else text
     text, notes = _check_text(text, name)
     return DecodedText(text, codec, sha256_hex(raw), tuple(notes))
 

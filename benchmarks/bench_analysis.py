@@ -6,8 +6,10 @@ Times, on random row-stochastic attention (float32, batch 1):
              1,024 tokens (target ~1 s on 2 cores); head_entropy alone is printed for reference
   faithfulness  faithfulness_check on a 64-token input of a tiny GPT-2 (built from a config)
 
-Usage: python benchmarks/bench_analysis.py [--tokens 1024] [--layers 12] [--heads 12] [--repeat 3] [--smoke]
-Prints one line per benchmark (best of --repeat, seconds); ``main`` returns the same as a dict.
+Usage: python benchmarks/bench_analysis.py [--tokens 1024] [--layers 12] [--heads 12] [--repeat 3]
+                                           [--threads N] [--smoke]
+Prints one line per benchmark: best wall time of --repeat runs and the CPU time of that run (all
+threads; on a busy machine CPU time is the steadier figure); ``main`` returns the wall times.
 """
 from __future__ import annotations
 
@@ -102,8 +104,11 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--layers", type=int, default=12)
     ap.add_argument("--heads", type=int, default=12)
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     ap.add_argument("--smoke", action="store_true", help="tiny sizes, one repeat (for CI)")
     args = ap.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
     if args.smoke:
         args.tokens, args.layers, args.heads, args.repeat = 64, 2, 4, 1
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -9,12 +9,14 @@
 from __future__ import annotations
 
 from ._engine import Capture, capture_attention
+from ._stats import AttentionStats, stats_rollout
 from ._types import AttentionMap, CaptureError, Site
 from .labels import PositionLabel, image_labels, position_labels
 from .loading import LoadError, ModelBundle, load_model
 
 __all__ = [
     "AttentionMap",
+    "AttentionStats",
     "Capture",
     "CaptureError",
     "LoadError",
@@ -25,4 +27,5 @@ __all__ = [
     "image_labels",
     "load_model",
     "position_labels",
+    "stats_rollout",
 ]

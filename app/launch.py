@@ -36,7 +36,7 @@ def server_flags(*, address: str = DEFAULT_ADDRESS, port: int = DEFAULT_PORT) ->
         "server.runOnSave": "false",
         "browser.gatherUsageStats": "false",
         "client.showErrorDetails": "none",
-        "client.toolbarMode": "minimal",
+        "client.toolbarMode": "viewer",  # no developer menu; the "Running..." indicator stays
         "global.developmentMode": "false",
     }
     return [item for key, value in settings.items() for item in (f"--{key}", value)]

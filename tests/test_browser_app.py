@@ -88,8 +88,8 @@ def browser():
         b.close()
 
 
-def _open(browser, url: str, model: str):
-    page = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True).new_page()
+def _open(browser, url: str, model: str, height: int = 1000):
+    page = browser.new_context(viewport={"width": 1400, "height": height}, accept_downloads=True).new_page()
     page.goto(f"{url}/?model={quote(model)}")
     page.wait_for_selector(".js-plotly-plot", state="visible", timeout=WAIT_MS)
     _settle(page)
@@ -205,29 +205,29 @@ def _builtin_ready(name: str) -> bool:
     return m is not None and m.available
 
 
-@pytest.mark.skipif(not all(_builtin_ready(n) for n in ("recall-lm", "shapes-vit", "shapes-captioner")),
-                    reason="built-in demo weights not trained in this checkout (python -m demos.build)")
-def test_screenshots_of_the_main_views_on_the_builtin_demos(server, browser):
+SCREENSHOTS = [  # (built-in model, [(view, screenshot name)])
+    (pipeline.default_model(), [("Matrix", "matrix"), ("Model view", "model-view"),
+                                ("Token view", "token-view"), ("Analysis", "analysis")]),
+    ("shapes-vit", [("Image view", "image-view")]),
+    ("shapes-captioner", [("Image view", "captioner")]),
+]
+
+
+@pytest.mark.parametrize("model, views", SCREENSHOTS, ids=[m for m, _ in SCREENSHOTS])
+def test_screenshots_of_the_main_views_on_the_builtin_demos(server, browser, model, views):
+    if not _builtin_ready(model):
+        pytest.skip(f"built-in {model} has no weights in this checkout (python -m demos.build {model})")
+    page = _open(browser, server, model, height=1700)  # tall enough to show the figure
     shots = []
-    page = _open(browser, server, pipeline.default_model())
-    for view, name in (("Matrix", "matrix"), ("Model view", "model-view"), ("Token view", "token-view"),
-                       ("Analysis", "analysis")):
+    for view, name in views:
         _view(page, view)
         _settle(page)
         page.wait_for_selector(".js-plotly-plot", state="visible", timeout=WAIT_MS)
         _no_error(page)
+        assert _traces(page), view
         shots.append(ARTIFACTS / f"app-{name}.png")
         page.screenshot(path=str(shots[-1]), full_page=True)
     page.context.close()
-    for model, name in (("shapes-vit", "image-view"), ("shapes-captioner", "captioner")):
-        page = _open(browser, server, model)
-        _view(page, "Image view")
-        _wait_for(page, lambda p=page: any("image" in t for t in _traces(p)), name)
-        _settle(page)
-        _no_error(page)
-        shots.append(ARTIFACTS / f"app-{name}.png")
-        page.screenshot(path=str(shots[-1]), full_page=True)
-        page.context.close()
     if os.environ.get("ATTNSCOPE_DOCS_SCREENSHOTS") == "1":
         DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
         for shot in shots:

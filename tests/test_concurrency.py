@@ -125,6 +125,16 @@ def reference(model, inputs, run):
     return refs
 
 
+def _run_in_threads(targets) -> None:
+    """Start one daemon thread per callable, join all; fail if any is still running after TIMEOUT_S."""
+    threads = [threading.Thread(target=fn, daemon=True) for fn in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=TIMEOUT_S)
+    assert not [t for t in threads if t.is_alive()], f"threads still running after {TIMEOUT_S}s: deadlock?"
+
+
 # ------------------------------------------------------------------------------ tests
 
 
@@ -177,13 +187,7 @@ def test_threads_share_one_model_without_mixing_records(case):
         except Exception as err:  # noqa: BLE001
             errors.append(f"plain thread: {type(err).__name__}: {err}")
 
-    threads = [threading.Thread(target=capturing, args=(i,), daemon=True) for i in range(THREADS)]
-    threads.append(threading.Thread(target=plain, args=(THREADS,), daemon=True))
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=TIMEOUT_S)
-    assert not [t for t in threads if t.is_alive()], f"threads still running after {TIMEOUT_S}s: deadlock?"
+    _run_in_threads([lambda i=i: capturing(i) for i in range(THREADS)] + [lambda: plain(THREADS)])
     assert errors == []
     assert done == [CAPTURES] * (THREADS + 1)
     assert model_state(model) == before
@@ -259,10 +263,5 @@ def test_pipeline_runs_from_threads_on_one_cached_bundle(tmp_path):
         except Exception as err:  # noqa: BLE001
             errors.append(f"session {i}: {type(err).__name__}: {err}")
 
-    threads = [threading.Thread(target=session, args=(i,), daemon=True) for i in range(len(texts))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=TIMEOUT_S)
-    assert not [t for t in threads if t.is_alive()], "pipeline sessions deadlocked"
+    _run_in_threads([lambda i=i: session(i) for i in range(len(texts))])
     assert errors == []

@@ -14,6 +14,7 @@ nn.TransformerEncoder (nn.MultiheadAttention path):
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 import torch
@@ -130,8 +131,9 @@ def _run_in_threads(targets) -> None:
     threads = [threading.Thread(target=fn, daemon=True) for fn in targets]
     for t in threads:
         t.start()
+    deadline = time.monotonic() + TIMEOUT_S  # one timeout for all, not one per thread
     for t in threads:
-        t.join(timeout=TIMEOUT_S)
+        t.join(timeout=max(0.0, deadline - time.monotonic()))
     assert not [t for t in threads if t.is_alive()], f"threads still running after {TIMEOUT_S}s: deadlock?"
 
 

@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -131,27 +132,41 @@ def _inspect_parser() -> _Parser:
 
 def _guard(command: str, fn: Callable[[list[str]], int], argv: Sequence[str] | None) -> int:
     """Run `fn(argv)`; every user error -> one stderr line and a non-zero status, never a traceback."""
-    from app import inputs as safe_inputs
-    from app.pipeline import PipelineError
-    from hooks import CaptureError, LoadError
-
     argv = list(sys.argv[2:] if argv is None else argv)
+    seen: set[str] = set()
+
+    def one_line(message, category, *_args, **_kw) -> None:  # library warnings: one line each, once
+        text = f"{category.__name__}: {str(message).splitlines()[0] if str(message) else ''}"
+        if text not in seen:
+            seen.add(text)
+            print(f"attnscope {command}: note: {text}", file=sys.stderr)
+
     try:
-        return int(fn(argv) or 0)
+        with warnings.catch_warnings():
+            warnings.showwarning = one_line
+            return int(fn(argv) or 0)
     except CliError as exc:
         _err(command, str(exc))
         return exc.code
-    except (PipelineError, safe_inputs.InputError, LoadError, CaptureError) as exc:
-        _err(command, str(exc))
-        return 1
     except KeyboardInterrupt:
         _err(command, "interrupted")
         return 130
     except Exception as exc:  # noqa: BLE001 - a CLI must not end in a traceback
+        if isinstance(exc, _user_errors()):
+            _err(command, str(exc).replace("trust_remote_code=True", "--trust-remote-code"))  # the CLI's spelling
+            return 1
         if os.environ.get("ATTNSCOPE_DEBUG"):
             raise
         _err(command, f"unexpected {type(exc).__name__}: {exc} (set ATTNSCOPE_DEBUG=1 for the traceback)")
         return 1
+
+
+def _user_errors() -> tuple[type, ...]:
+    """The project's "user can fix this" exceptions, from the modules imported so far (an error can
+    only come from those; a usage error never pays for importing torch)."""
+    names = {"app.inputs": ("InputError",), "app.pipeline": ("PipelineError",),
+             "hooks.loading": ("LoadError",), "hooks._types": ("CaptureError",)}
+    return tuple(getattr(sys.modules[m], n) for m, ns in names.items() if m in sys.modules for n in ns)
 
 
 def _err(command: str, message: str) -> None:
@@ -257,19 +272,28 @@ def _folder_inputs(folder: Path, kind: str, progress: _Progress) -> list[_Input]
     return [(_text_input if kind == "text" else _image_input)(p) for p in files]
 
 
-def _inputs(args, kind: str, progress: _Progress) -> list[_Input]:
-    """The inputs named by --text / --text-file / --image / --inputs, checked against the model."""
+def _read_inputs(args) -> list[_Input] | None:
+    """--text / --text-file / --image, read and decoded before the (slow) model load; None for --inputs."""
     if getattr(args, "inputs", None):
-        return _folder_inputs(Path(args.inputs), kind, progress)
+        return None
     if args.image is not None:
-        if kind == "text":
-            raise CliError("this is a text model: give --text or --text-file, not --image")
         return [_image_input(Path(args.image))]
-    if kind == "image":
-        raise CliError("this is an image model: give --image (or --inputs with images), not text")
     if args.text_file is not None:
         return [_text_input(Path(args.text_file))]
+    if not args.text.strip():
+        raise CliError("--text is empty: give some text")
     return [_Input("text", text=args.text)]
+
+
+def _inputs_for(args, items: list[_Input] | None, kind: str, progress: _Progress) -> list[_Input]:
+    """The inputs checked against the model's kind ("text" or "image"); --inputs DIR is listed here."""
+    if items is None:
+        return _folder_inputs(Path(args.inputs), kind, progress)
+    if kind == "text" and items[0].image is not None:
+        raise CliError("this is a text model: give --text or --text-file, not --image")
+    if kind == "image" and items[0].text is not None:
+        raise CliError("this is an image model: give --image (or --inputs with images), not text")
+    return items
 
 
 # ------------------------------------------------------------------------------------- pipeline
@@ -379,21 +403,14 @@ def _cross_input_stats(runs) -> dict:
 
 
 def _cross_input_figures(runs) -> dict[str, Any]:
-    """Per section: entropy mean ± spread (`pipeline.cross_input_view`) and one such figure per
-    pattern score."""
-    import analysis
-    from app import figures, pipeline
+    """Per section, the dashboard's cross-input figure: head entropy mean ± spread over the inputs."""
+    from app import pipeline
 
     figs: dict[str, Any] = {}
     for sec0 in runs[0].sections:
         secs = [r.section(sec0.stack, sec0.kind) for r in runs]
         prefix = _section_prefix(sec0, runs[0].sections)
-        figs.update({f"{prefix}cross_input-entropy": p for p in pipeline.cross_input_view(secs).values()})
-        cons = analysis.cross_input_consistency([s.patterns() for s in secs])
-        for name in analysis.PATTERN_NAMES:
-            figs[f"{prefix}cross_input-{name}"] = figures.prepare_cross_input(
-                cons.mean[name][:, 0], cons.std[name][:, 0], statistic=f"{name} score",  # [L, H]
-                n_inputs=cons.n_inputs, layers=sec0.layers)
+        figs.update({f"{prefix}{name}": p for name, p in pipeline.cross_input_view(secs).items()})
     return figs
 
 
@@ -496,22 +513,22 @@ def _maps(runs) -> dict:
 
 
 def _export(argv: list[str]) -> int:
-    from app import export, pipeline
-
     args = _export_parser().parse_args(argv)
     views = _choices(args.views, VIEWS, "views")
     formats = _choices(args.formats, FORMATS, "formats")
-    fig_formats = [f for f in formats if f in export.FIGURE_FORMATS]
     layer_spec = parse_indices(args.layers, what="layers")
     head_spec = parse_indices(args.heads, what="heads")
     out = Path(args.out)
     _check_out(out, args.force)
-    if args.text is not None and not args.text.strip():
-        raise CliError("--text is empty: give some text")
+    items = _read_inputs(args)
+
+    from app import export, pipeline  # torch & co.: only once the arguments are known to be good
+
+    fig_formats = [f for f in formats if f in export.FIGURE_FORMATS]
 
     notes = _Progress(0, quiet=args.quiet)
     bundle = _load(args, notes)
-    items = _inputs(args, pipeline.input_kind(bundle), notes)
+    items = _inputs_for(args, items, pipeline.input_kind(bundle), notes)
     selection: dict[str, list[int]] = {}
 
     def check_selection(run) -> None:  # after the first capture: fail before capturing the rest
@@ -580,14 +597,13 @@ def _section_lines(sec) -> list[str]:
 
 
 def _inspect(argv: list[str]) -> int:
-    from app import pipeline
-
     args = _inspect_parser().parse_args(argv)
-    if args.text is not None and not args.text.strip():
-        raise CliError("--text is empty: give some text")
+    items = _read_inputs(args)
+
+    from app import pipeline
     progress = _Progress(1, quiet=args.quiet)
     bundle = _load(args, progress)
-    items = _inputs(args, pipeline.input_kind(bundle), progress)
+    items = _inputs_for(args, items, pipeline.input_kind(bundle), progress)
     info = pipeline.model_info(bundle)
     run = pipeline.capture_input(bundle, text=items[0].text, image=items[0].image, name=items[0].name)
     run.warnings[:0] = items[0].notes

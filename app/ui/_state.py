@@ -24,6 +24,18 @@ def cached_bundle(name: str, trust_remote_code: bool = False):
     return pipeline.load_bundle(name, trust_remote_code=trust_remote_code)
 
 
+def session_peek(key: tuple) -> Any:
+    """The value cached under `key` in this session, or None (nothing is computed)."""
+    return st.session_state.get(_RUNS_KEY, {}).get(key)
+
+
+def keep_valid(key: str, options, default) -> None:
+    """Reset widget state `key` to `default` when its value is no longer one of `options` (the
+    options of a widget change with the model or input; a stale value would be an error)."""
+    if st.session_state.get(key) not in options:
+        st.session_state[key] = default
+
+
 def session_run(key: tuple, compute: Callable[[], Any]) -> Any:
     """The value cached under `key` in this session (LRU of `MAX_RUNS`), computed on a miss."""
     runs: OrderedDict = st.session_state.setdefault(_RUNS_KEY, OrderedDict())

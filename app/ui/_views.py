@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from app import figures, pipeline
+from app.ui._state import keep_valid, session_peek, session_run
 
 PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"scale": 2}}
 
@@ -63,6 +64,8 @@ def model_view(bundle, run, runs, s) -> dict:
     p = pipeline.model_view(sec, hide_special=s["hide_special"], scale=s["scale"])
     show(p, "fig_model")
     c1, c2, c3 = st.columns([1, 1, 1])
+    keep_valid("grid_layer", range(len(sec.layers)), 0)
+    keep_valid("grid_head", range(sec.n_heads), 0)
     c1.selectbox("Layer", list(range(len(sec.layers))), key="grid_layer",
                  format_func=lambda i: f"layer {sec.layers[i]}")
     c2.selectbox("Head", list(range(sec.n_heads)), key="grid_head", format_func=lambda h: f"head {h}")
@@ -75,9 +78,8 @@ def token_view(bundle, run, runs, s) -> dict:
     sec = s["section"]
     q_labels = sec.query_labels
     default = len(q_labels) - 1 if sec.causal else 0
-    if st.session_state.get("query", default) >= len(q_labels):
-        st.session_state["query"] = default
-    query = st.selectbox("Query token", list(range(len(q_labels))), index=default, key="query",
+    keep_valid("query", range(len(q_labels)), default)
+    query = st.selectbox("Query token", list(range(len(q_labels))), key="query",
                          format_func=lambda i: f"{i}: {q_labels[i]}")
     p = pipeline.token_view(sec, layer=s["layer"], head=s["head"], fusion=s["fusion"],
                             query=query, hide_special=s["hide_special"])
@@ -97,16 +99,14 @@ def image_view(bundle, run, runs, s) -> dict:
     sec = patchy[-1]  # captioner: the cross-attention of the generated words
     if len(patchy) > 1:
         titles = [x.title for x in patchy]
-        sec = patchy[titles.index(st.selectbox("Attention over the patches", titles,
-                                               index=len(titles) - 1, key="image_section"))]
+        keep_valid("image_section", titles, titles[-1])
+        sec = patchy[titles.index(st.selectbox("Attention over the patches", titles, key="image_section"))]
     layer = min(s["layer"], len(sec.layers) - 1)
     sources = pipeline.image_sources(run, sec)
-    if st.session_state.get("image_source") not in sources:  # rollout first: it sums over layers
-        st.session_state["image_source"] = "rollout" if "rollout" in sources else sources[0]
+    keep_valid("image_source", sources, "rollout" if "rollout" in sources else sources[0])  # sums layers
     source = st.radio("Map", sources, key="image_source", horizontal=True)
     queries = pipeline.image_queries(run, sec, source)
-    if st.session_state.get("image_query") not in queries:
-        st.session_state["image_query"] = queries[0]
+    keep_valid("image_query", queries, queries[0])
     query = st.selectbox("Query", queries, key="image_query")
     opacity = st.slider("Overlay opacity", 0.0, 1.0, 0.5, 0.05, key="opacity")
     with st.spinner("computing ..."):
@@ -143,11 +143,11 @@ def generation(bundle, run, runs, s) -> dict:
             st.info("Generation is for causal language models and the captioner.")
             return {}
         n_new = st.number_input("Tokens to generate", 1, 64, 8, key="n_new")
-        key = ("gen", run.input_sha256, int(n_new))
+        key = ("gen", run.model_id, run.input_sha256, int(n_new))
         if st.button("Generate", key="generate"):
             with st.spinner(f"Generating {int(n_new)} tokens ..."):
-                st.session_state[str(key)] = pipeline.generate_input(bundle, run, max_new_tokens=int(n_new))
-        gen = st.session_state.get(str(key))
+                session_run(key, lambda: pipeline.generate_input(bundle, run, max_new_tokens=int(n_new)))
+        gen = session_peek(key)
         if gen is None:
             st.caption("Generate to step through each new token's attention (captured from the KV cache).")
             return {}
@@ -155,7 +155,10 @@ def generation(bundle, run, runs, s) -> dict:
     if gen.n_generated < 1:
         st.info("The model generated no tokens.")
         return {}
-    step = st.slider("Generated token", 0, gen.n_generated - 1, 0, key="gen_step") if gen.n_generated > 1 else 0
+    step = 0
+    if gen.n_generated > 1:
+        keep_valid("gen_step", range(gen.n_generated), 0)
+        step = st.slider("Generated token", 0, gen.n_generated - 1, key="gen_step")
     p = pipeline.generation_step_view(gen, step=step, layer=s["layer"], head=s["head"],
                                       fusion=s["fusion"])
     show(p, "fig_generation")

@@ -17,7 +17,7 @@ from app import inputs as safe_inputs
 from app.launch import MAX_UPLOAD_MB
 from app.ui import _views
 from app.ui._export import export_panel
-from app.ui._state import cached_bundle, session_run
+from app.ui._state import cached_bundle, keep_valid, session_run
 
 OTHER = "Other: Hugging Face id or local folder"
 VIEWS = ("Matrix", "Model view", "Token view", "Image view", "Analysis", "Generation")
@@ -91,6 +91,7 @@ def _text_inputs(model_key: str) -> list[tuple[str, str]]:
             st.session_state["sample_text"] = samples[0].title
     if samples:
         titles = [s.title for s in samples]
+        keep_valid("sample_text", titles, titles[0])
         pick = st.selectbox("Sample text", titles, key="sample_text",
                             help="Samples shipped with attnscope for this model.")
 
@@ -135,6 +136,7 @@ def _image_inputs(model_key: str) -> list[tuple[str, safe_inputs.DecodedImage]]:
     if not samples:
         raise safe_inputs.InputError("Upload an image: this model has no sample images.")
     titles = [s.title for s in samples]
+    keep_valid("sample_image", titles, titles[0])
     pick = st.selectbox("Sample image", titles, key="sample_image")
     sample = samples[titles.index(pick)]
     st.session_state["_sample_mask"] = sample.mask  # ground truth, drawn as a contour
@@ -163,14 +165,12 @@ def _controls(run) -> dict:
     st.sidebar.subheader("Controls")
     sections = run.sections
     titles = [s.title for s in sections]
-    if st.session_state.get("section") not in titles:
-        st.session_state["section"] = titles[0]
+    keep_valid("section", titles, titles[0])
     title = st.sidebar.selectbox("Attention", titles, key="section") if len(titles) > 1 else titles[0]
     sec = sections[titles.index(title)]
     n_layers, n_heads = len(sec.layers), sec.n_heads
-    for key, n in (("layer", n_layers), ("head", n_heads)):
-        if st.session_state.get(key, 0) >= n:
-            st.session_state[key] = n - 1
+    keep_valid("layer", range(n_layers), 0)
+    keep_valid("head", range(n_heads), 0)
     layer = st.sidebar.selectbox("Layer", list(range(n_layers)), key="layer",
                                  format_func=lambda i: f"layer {sec.layers[i]}")
     fusion = st.sidebar.radio("Heads", ["mean", "max", "one head"], key="fusion", horizontal=True,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 SUBCOMMANDS = {
     "app": ("app.launch", "main", "launch the dashboard on http://127.0.0.1:8501"),
@@ -30,6 +31,13 @@ def main(argv: list[str] | None = None) -> int:
     module_name, func_name, _ = SUBCOMMANDS[name]
     import importlib
 
+    if module_name.startswith("benchmarks."):  # not an installed package: it lives next to app/ in the checkout
+        root = Path(__file__).resolve().parents[1]
+        if not (root / "benchmarks" / "run.py").is_file():
+            print(f"attnscope {name}: needs the source checkout (benchmarks/run.py next to app/)", file=sys.stderr)
+            return 2
+        if str(root) not in sys.path:
+            sys.path.insert(0, str(root))
     func = getattr(importlib.import_module(module_name), func_name)
     return int(func(rest) or 0)
 

@@ -1,0 +1,1 @@
+"""attnscope benchmarks (scripts, not tests): `python benchmarks/run.py` or `attnscope bench`."""

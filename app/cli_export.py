@@ -339,6 +339,31 @@ def _select(spec: list[int] | None, available: Sequence[int], what: str) -> list
     return [list(available).index(i) for i in spec]
 
 
+def _image_figures(run, sec, views: list[str], layers: list[int], heads: list[int] | None, fusion: str) -> dict:
+    """Patch maps over the image: attention / cross-attention per selected layer (and head) for the
+    "image" view; rollout, gradient rollout, relevance once each for the "rollout" view. The query is
+    the first one the dashboard offers (CLS, or the first generated word)."""
+    from app import pipeline
+
+    out: dict[str, Any] = {}
+    for source in pipeline.image_sources(run, sec):
+        per_layer = source in ("attention", "cross-attention")
+        if ("image" if per_layer else "rollout") not in views:
+            continue
+        query = pipeline.image_queries(run, sec, source)[0]
+        name = "image-" + source.split(" (")[0].replace(" ", "_")
+        cells = [(li, h) for li in layers for h in (heads or [None])] if per_layer else [(0, None)]
+        for li, h in cells:
+            tag = (f"-L{sec.layers[li]}" + (f"-H{h}" if h is not None else "")) if per_layer else ""
+            try:
+                out[name + tag] = pipeline.image_view(run, sec, source=source, query=query, layer=li, head=h,
+                                                      fusion=fusion)
+            except pipeline.PipelineError as exc:  # e.g. gradient rollout on a model without a head
+                run.warnings.append(f"{source} map skipped: {exc}")
+                break
+    return out
+
+
 def _section_figures(run, sec, views: list[str], layers: list[int], heads: list[int] | None, args) -> dict:
     """{name: prepared figure} for one section of one run (names without the input prefix)."""
     from app import figures, pipeline
@@ -358,20 +383,7 @@ def _section_figures(run, sec, views: list[str], layers: list[int], heads: list[
     if "model" in views:
         out["model"] = pipeline.model_view(sec, hide_special=args.hide_special, scale=args.scale)
     if run.image is not None and sec.key_grid is not None:
-        sources = pipeline.image_sources(run, sec)
-        wanted = [s for s in sources if (s in ("attention", "cross-attention") and "image" in views)
-                  or (s not in ("attention", "cross-attention") and "rollout" in views)]
-        for source in wanted:
-            q = pipeline.image_queries(run, sec, source)[0]
-            per_layer = source in ("attention", "cross-attention")
-            for li in layers if per_layer else [0]:
-                for h in (heads if heads is not None else [None]) if per_layer else [None]:
-                    tag = (f"-L{sec.layers[li]}" + (f"-H{h}" if h is not None else "")) if per_layer else ""
-                    try:
-                        out[f"image-{source.split(' (')[0].replace(' ', '_')}{tag}"] = pipeline.image_view(
-                            run, sec, source=source, query=q, layer=li, head=h, fusion=args.fusion)
-                    except pipeline.PipelineError as exc:
-                        run.warnings.append(f"{source} map skipped: {exc}")
+        out.update(_image_figures(run, sec, views, layers, heads, args.fusion))
     elif "rollout" in views and sec.kind == "self":
         r = sec.rollout()  # [q, k]
         out["rollout"] = figures.prepare_matrix(

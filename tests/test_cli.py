@@ -16,10 +16,19 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from app.cli_export import export_main
 from app.export import validate_report
 from hooks.registry import BUILTIN_MODELS
-from tests.tiny_models import save_tiny, tiny_bert, tiny_gpt2, tiny_tokenizer
+from tests.tiny_models import (
+    save_tiny,
+    tiny_bert,
+    tiny_gpt2,
+    tiny_image_processor,
+    tiny_tokenizer,
+    tiny_vision_encoder_decoder,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG, PDF = b"\x89PNG\r\n\x1a\n", b"%PDF"
@@ -185,3 +194,29 @@ def test_bad_arguments_and_files_give_one_line_errors(gpt2_dir, tmp_path):
     proc = cli("inspect", "--model", str(gpt2_dir), "--text-file", str(fake))
     assert_one_line_error(proc, "inspect", "photo.txt", "not text")
     assert not (tmp_path / "o").exists()
+
+
+def test_export_captioner_sections_in_process(tmp_path, capsys):
+    """Image-to-text (ViT + GPT-2 decoder): one figure set per attention section, prefixed by it.
+    In-process (`export_main`) to spare a torch start-up; CSV only, so nothing is rendered."""
+    model = save_tiny(tiny_vision_encoder_decoder(), [tiny_image_processor(), tiny_tokenizer(template=None)],
+                      tmp_path / "captioner")
+    image = tmp_path / "img.png"
+    Image.new("RGB", (40, 30), "blue").save(image)
+    out = tmp_path / "out"
+    code = export_main(["--model", str(model), "--image", str(image), "--layers", "1", "--views",
+                        "matrix,image,rollout", "--formats", "csv,json,npz", "--quiet", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    report = json.loads((out / "report.json").read_text())
+    assert validate_report(report) == []
+    assert set(report["statistics"]) == {"encoder self-attention", "decoder self-attention", "decoder cross-attention"}
+    names = {fig["name"] for fig in report["figures"]}
+    assert {"encoder-self-matrix-L1", "decoder-self-matrix-L1", "decoder-cross-matrix-L1",
+            "encoder-self-image-attention-L1", "encoder-self-image-rollout", "decoder-self-rollout",
+            "decoder-cross-image-cross-attention-L1", "decoder-cross-image-relevance"} <= names
+    rows = list(csv.reader(io.StringIO((out / "figures/decoder-cross-matrix-L1.csv").read_text())))
+    assert len(rows[0]) - 1 == 17  # keys: CLS + 4x4 patches (the processor resizes to 32x32, patch 8)
+    assert any("Faithfulness check not available" in w["message"] for w in report["warnings"])
+    maps = np.load(out / "attention.npz")
+    assert {k.split("/")[0] for k in maps.files} == {"encoder", "decoder"}

@@ -341,6 +341,8 @@ class StatsRecorder(Recorder):
             red.add(s, w, ent)
             del w
         self._finish(site, red, "chunked" if fast else "eager")
+        if query.device.type != "cpu":
+            self._scratch = None  # accelerator memory goes back between calls; CPU keeps the pages warm
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return out.contiguous(), None  # [b, q, h, dv]
 

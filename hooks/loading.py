@@ -71,16 +71,29 @@ def load_model(
     revision: str | None = None,
     allow_pickle: bool = False,
     local_files_only: bool | None = None,
+    device_map: str | dict[str, Any] | None = None,
 ) -> ModelBundle:
     """Load a built-in demo, a local folder or a Hugging Face id as a `ModelBundle` (model in eval mode).
 
     local_files_only: None = try the local cache first, then the Hub; True = never touch the network.
     allow_pickle: accept `.bin` (pickle) weights, loaded with torch.load(weights_only=True).
+    device: a torch device, or "auto" = the GPU when one is available, else the CPU.
+    device_map: Hugging Face models too large for one device, e.g. "auto" (spread over GPUs and CPU;
+    needs accelerate: pip install 'attnscope[large]'); with dtype="bfloat16"/"float16" to halve memory.
     """
     name = str(name_or_path).strip()
     if not name:
         raise LoadError("no model given: pass a built-in demo name, a Hugging Face id or a local folder")
     dtype = _dtype(dtype)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_map is not None:
+        if device is not None:
+            raise LoadError("pass either device or device_map, not both (device_map places the model itself)")
+        import importlib.util
+
+        if importlib.util.find_spec("accelerate") is None:
+            raise LoadError(f"device_map={device_map!r} needs the accelerate package: pip install 'attnscope[large]'")
     builtin = _resolve_builtin(name)
     if builtin is not None:
         bundle = _load_builtin(name, builtin, device=device, dtype=dtype)
@@ -89,13 +102,13 @@ def load_model(
         if path.is_dir():
             _check_folder(path, allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
             bundle = _load_hf(str(path), trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
-                              allow_pickle=allow_pickle, local_files_only=True)
+                              allow_pickle=allow_pickle, local_files_only=True, device_map=device_map)
         elif path.exists() or _looks_like_path(name):
             raise LoadError(f"{name!r} is not a model folder (no such directory). Give a folder that holds "
                             "config.json and model.safetensors, a built-in demo name, or a Hugging Face id.")
         else:
             bundle = _load_hub(name, trust_remote_code=trust_remote_code, dtype=dtype, revision=revision,
-                               allow_pickle=allow_pickle, local_files_only=local_files_only)
+                               allow_pickle=allow_pickle, local_files_only=local_files_only, device_map=device_map)
     if device is not None:
         try:
             bundle.model.to(device)
@@ -228,7 +241,7 @@ def _resolves(host: str, timeout: float = 3.0) -> bool:
 
 
 def _load_hf(source: str, *, trust_remote_code: bool, dtype, revision, allow_pickle: bool,
-             local_files_only: bool) -> ModelBundle:
+             local_files_only: bool, device_map=None) -> ModelBundle:
     import transformers
     from transformers import AutoConfig
 
@@ -250,6 +263,8 @@ def _load_hf(source: str, *, trust_remote_code: bool, dtype, revision, allow_pic
     kwargs: dict[str, Any] = dict(common, use_safetensors=None if allow_pickle else True)
     if dtype is not None:
         kwargs["dtype"] = dtype
+    if device_map is not None:
+        kwargs["device_map"] = device_map
     try:
         model = model_cls.from_pretrained(source, **kwargs)
     except pickle.UnpicklingError:  # torch.load(weights_only=True) met a non-tensor object

@@ -1045,12 +1045,13 @@ def _analysis_views(sec: Section) -> dict[str, Any]:
     dist, order = sec.head_distance()
     return {
         "entropy": figures.prepare_entropy(sec.entropy(), layers=sec.layers, max_entropy=1.0,
-                                           title="Head entropy (normalised: 0 one-hot, 1 uniform)"),
+                                           unit="normalised", title="Head entropy (0 focused, 1 uniform)"),
         "patterns": figures.prepare_patterns(labels, label_score.nan_to_num(0.0), layers=sec.layers),
         "layer_consistency": figures.prepare_layer_consistency(
             sec.consistency(), layers=sec.layers, value_name="JS distance",
-            title="Layer consistency (Jensen–Shannon distance; 0 = same pattern)"),
-        "head_distance": figures.prepare_head_distance(dist, order=order.tolist(), num_heads=sec.n_heads),
+            title="Layer consistency (JS distance)"),
+        "head_distance": figures.prepare_head_distance(dist, order=order.tolist(), num_heads=sec.n_heads,
+                                                       title="Head distance (JS), clustered"),
     }
 
 

@@ -573,6 +573,10 @@ def _export(argv: list[str]) -> int:
 # ----------------------------------------------------------------------------------------- inspect
 
 
+_TABLE_HEADS = 8
+"""Heads per block of the inspect table (8 columns of "0.83 delimiter*" fit 132 characters)."""
+
+
 def _fmt_row(values: Sequence[str], widths: Sequence[int]) -> str:
     return "  ".join(v.ljust(w) for v, w in zip(values, widths)).rstrip()
 
@@ -585,16 +589,18 @@ def _section_lines(sec) -> list[str]:
     sink = pat.sink[:, 0]  # [L, H] bool
     mass = pat.sink_mass[:, 0]  # [L, H]
     n_heads = sec.n_heads
-    head_cols = [f"h{h}" for h in range(n_heads)]
     cells = [[f"{float(ent[li, h]):.2f} {labels[li][h]}{'*' if bool(sink[li, h]) else ''}"
               for h in range(n_heads)] for li in range(len(sec.layers))]
-    widths = [6] + [max(len(c) for c in [head_cols[h]] + [row[h] for row in cells]) for h in range(n_heads)]
     causal = ", causal" if sec.causal else ""
     lines = [f"{sec.title} ({len(sec.layers)} layers x {n_heads} heads, {len(sec.query_labels)}x"
              f"{len(sec.key_labels)} positions{causal})",
-             "  normalised entropy (0 = one key, 1 = uniform) and dominant pattern; * = attention sink",
-             "  " + _fmt_row(["layer"] + head_cols, widths)]
-    lines += ["  " + _fmt_row([f"L{sec.layers[li]}"] + row, widths) for li, row in enumerate(cells)]
+             "  normalised entropy (0 = one key, 1 = uniform) and dominant pattern; * = attention sink"]
+    for first in range(0, n_heads, _TABLE_HEADS):  # wide models: blocks of heads, terminal-width rows
+        cols = range(first, min(first + _TABLE_HEADS, n_heads))
+        widths = [6] + [max(len(f"h{h}"), *(len(row[h]) for row in cells)) for h in cols]
+        lines.append("  " + _fmt_row(["layer"] + [f"h{h}" for h in cols], widths))
+        lines += ["  " + _fmt_row([f"L{sec.layers[li]}"] + [row[h] for h in cols], widths)
+                  for li, row in enumerate(cells)]
     sinks = [(li, h) for li in range(len(sec.layers)) for h in range(n_heads) if bool(sink[li, h])]
     if sinks:
         shown = ", ".join(f"L{sec.layers[li]}h{h} ({float(mass[li, h]):.2f})" for li, h in sinks[:12])
@@ -613,6 +619,7 @@ def _inspect(argv: list[str]) -> int:
     items = _read_inputs(args)
 
     from app import pipeline
+
     progress = _Progress(1, quiet=args.quiet)
     bundle = _load(args, progress)
     items = _inputs_for(args, items, pipeline.input_kind(bundle), progress)

@@ -220,3 +220,19 @@ def test_export_captioner_sections_in_process(tmp_path, capsys):
     assert any("Faithfulness check not available" in w["message"] for w in report["warnings"])
     maps = np.load(out / "attention.npz")
     assert {k.split("/")[0] for k in maps.files} == {"encoder", "decoder"}
+
+
+def test_inspect_wide_model_table_in_blocks(tmp_path, capsys):
+    """16 heads: the table comes in blocks of 8 heads so rows stay terminal-width (in-process)."""
+    from app.cli_export import inspect_main
+
+    model = save_tiny(tiny_bert(num_attention_heads=16, hidden_size=64), tiny_tokenizer(), tmp_path / "bert16")
+    code = inspect_main(["--model", str(model), "--text", "the cat sat on the mat", "--faithfulness", "never",
+                         "--quiet"])
+    out = capsys.readouterr().out
+    assert code == 0
+    headers = [line.split() for line in out.splitlines() if line.strip().startswith("layer ")]
+    assert headers == [["layer"] + [f"h{h}" for h in range(8)], ["layer"] + [f"h{h}" for h in range(8, 16)]]
+    rows = [line for line in out.splitlines() if line.strip().startswith(("L0 ", "L1 "))]
+    assert len(rows) == 4 and all(len(r) <= 132 for r in rows)
+    assert "faithfulness: not run (--faithfulness never)" in out

@@ -102,6 +102,8 @@ def test_text_edit_recaptures_and_relabels_the_axes(gpt2_folder):
 
 def test_views_switch_without_rerunning_the_model(gpt2_folder, monkeypatch):
     at = _ok(_app(gpt2_folder).run())
+    at.text_area(key="text").set_value("the quick brown fox jumps")
+    _ok(at.run())
     calls = []
     real = pipeline.capture_input
     monkeypatch.setattr(pipeline, "capture_input", lambda *a, **k: calls.append(1) or real(*a, **k))
@@ -109,6 +111,8 @@ def test_views_switch_without_rerunning_the_model(gpt2_folder, monkeypatch):
         at.radio(key="view").set_value(view)
         _ok(at.run())
         assert _heatmaps(at) or _figures(at), view
+        if view == "Token view":  # coloured text beside the bars
+            assert any("<span" in m.value and "fox" in m.value for m in at.markdown)
     at.sidebar.selectbox(key="layer").set_value(1)
     at.sidebar.radio(key="fusion").set_value("one head")
     _ok(at.run())

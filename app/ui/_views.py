@@ -83,6 +83,7 @@ def token_view(bundle, run, runs, s) -> dict:
                          format_func=lambda i: f"{i}: {q_labels[i]}")
     p = pipeline.token_view(sec, layer=s["layer"], head=s["head"], fusion=s["fusion"],
                             query=query, hide_special=s["hide_special"])
+    st.markdown(figures.token_html(p), unsafe_allow_html=True)  # escaped by figures.token_html
     show(p, "fig_tokens")
     return {"tokens": p}
 
@@ -161,6 +162,7 @@ def generation(bundle, run, runs, s) -> dict:
         step = st.slider("Generated token", 0, gen.n_generated - 1, key="gen_step")
     p = pipeline.generation_step_view(gen, step=step, layer=s["layer"], head=s["head"],
                                       fusion=s["fusion"])
+    st.markdown(figures.token_html(p), unsafe_allow_html=True)  # escaped by figures.token_html
     show(p, "fig_generation")
     return {"generation_step": p}
 

@@ -84,7 +84,8 @@ def test_default_page_renders_a_heatmap_with_no_click():
     assert maps, "no heatmap on the default page"
     z = np.array(maps[0]["z"], dtype=float)
     assert z.ndim == 2 and z.size > 1 and np.nanmax(z) > 0
-    assert at.warning or at.caption  # the caveats panel is there
+    assert at.text_area(key="text").value == pipeline.text_samples(name)[0].text  # sample preselected
+    assert any("Attention is not importance" in c.value for c in at.caption)  # caveats beside it
 
 
 def test_text_edit_recaptures_and_relabels_the_axes(gpt2_folder):

@@ -44,6 +44,7 @@ def files(tmp_path_factory) -> dict[str, Path]:
     made = {
         "empty.txt": b"   \n\t ",
         "ok.txt": b"the cat sat on the mat",
+        "big.txt": b"the cat " * (3 * 2**20 // 8),  # 3 MiB: refused before it is read
         "corrupt.png": b"\x89PNG\r\n\x1a\n" + b"\x00" * 40,
         "zero.png": b"",
         "ok.png": _png(32, 32),
@@ -84,6 +85,7 @@ EXPORT_CASES = [
     ("--model {gpt2} --text '   ' --out {out}", 1, ["--text is empty"]),
     ("--model {gpt2} --text-file {empty.txt} --out {out}", 1, ["empty"]),
     ("--model {gpt2} --text-file {missing.txt} --out {out}", 1, ["does not exist"]),
+    ("--model {gpt2} --text-file {big.txt} --out {out}", 1, ["big.txt", "3.0 MiB, over the 2 MiB limit"]),
     ("--model {gpt2} --text-file {a_folder.txt} --out {out}", 1, ["is not a file"]),
     ("--model {vit} --image {corrupt.png} --out {out}", 1, ["corrupt.png"]),
     ("--model {vit} --image {zero.png} --out {out}", 1, ["zero.png", "empty"]),

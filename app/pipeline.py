@@ -912,8 +912,8 @@ def build_report(run: Run, *, settings: dict | None = None, runs: Sequence[Run] 
     from app import export
 
     info = model_info(run._bundle)
-    records = [export.input_record(text=r.text, image=r.image if r.text is None else None, name=r.name,
-                                   num_tokens=r.n_positions) for r in (list(runs) or [run])]
+    records = [export.input_record(text=r.text, image_sha256=r.input_sha256 if r.text is None else None,
+                                   name=r.name, num_tokens=r.n_positions) for r in (list(runs) or [run])]
     warnings = list(run.warnings) + list(GENERAL_CAVEATS)
     summary = run._cache.get("faithfulness")
     if summary is not None:

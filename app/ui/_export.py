@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app import export, figures, pipeline
+from app import export, pipeline
 
+BUNDLE_FORMATS = ("png", "svg", "pdf", "csv")
+"""Figure files in the ZIP (interactive HTML embeds 4.6 MB of plotly.js each: download it singly)."""
 MIME = {"png": "image/png", "svg": "image/svg+xml", "pdf": "application/pdf", "html": "text/html",
         "csv": "text/csv", "npz": "application/octet-stream", "zip": "application/zip"}
 
 
-def figure_file(prepared, fmt: str) -> bytes:
-    """Bytes of one figure in `fmt` ("png", "svg", "pdf", "html", "csv")."""
-    if fmt == "html":
-        return export.render_html(prepared)
-    if fmt == "csv":
-        return export.matrix_csv(prepared.values, prepared.row_labels, prepared.col_labels)
-    return export.render_static(prepared, fmt, scale=2)
-
-
 def _file_maker(prepared, fmt: str):
-    return lambda: figure_file(prepared, fmt)
+    return lambda: export.figure_file(prepared, fmt, scale=2)
 
 
 def export_panel(run, settings: dict, prepared: dict) -> None:
@@ -32,7 +25,7 @@ def export_panel(run, settings: dict, prepared: dict) -> None:
     if not prepared:
         st.caption("This view shows no figure to export.")
     for name, p in prepared.items():
-        fmts = ["png", "svg", "pdf", "html"] + (["csv"] if isinstance(p, figures.MatrixData) else [])
+        fmts = export.figure_formats(p)
         cols = st.columns(len(fmts) + 1)
         cols[0].markdown(f"**{name}**")
         for col, fmt in zip(cols[1:], fmts):
@@ -46,5 +39,5 @@ def export_panel(run, settings: dict, prepared: dict) -> None:
     c2.download_button(
         "Report bundle (ZIP)",
         data=lambda: export.report_bundle(prepared, pipeline.build_report(run, settings=plain),
-                                          maps=pipeline.export_maps(run)),
+                                          formats=BUNDLE_FORMATS, maps=pipeline.export_maps(run)),
         file_name=f"{base}-report.zip", mime=MIME["zip"], key="dl_zip", on_click="ignore")

@@ -25,6 +25,7 @@ whose message is meant to be shown as is.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import threading
 from dataclasses import dataclass, field
@@ -123,34 +124,38 @@ def default_model() -> str:
     return registry.DEFAULT_MODEL
 
 
-def text_samples(model: str) -> list[Sample]:
-    """Sample texts shipped for `model` (a built-in name); [] for other models."""
-    out = []
-    for s in registry.samples(model):  # the model's own samples first
-        path = s.file
-        if s.modality != "text" or not path.is_file():
-            continue
-        text = safe_inputs.decode_text(path.read_bytes(), filename=path.name).text
-        out.append(Sample(s.id, s.title, s.description, text=text))
-    return out
-
-
-def image_samples(model: str) -> list[Sample]:
-    """Sample images (decoded safely, with their ground-truth masks) shipped for `model`."""
+@functools.lru_cache(maxsize=16)
+def _samples(model: str, modality: str) -> tuple[Sample, ...]:
+    """The registry's samples of one modality (the model's own first), decoded once through
+    `app.inputs`; image samples carry their ground-truth mask [H, W] bool when there is one."""
     from PIL import Image
 
     out = []
-    for s in registry.samples(model):  # the model's own samples first
-        path = s.file
-        if s.modality != "image" or not path.is_file():
+    for s in registry.samples(model):
+        if s.modality != modality or not s.file.is_file():
             continue
-        image = safe_inputs.decode_image(path.read_bytes(), filename=path.name)
-        mask_path, mask = s.mask, None
-        if mask_path:
-            with Image.open(mask_path) as m:
+        if modality == "text":
+            out.append(Sample(s.id, s.title, s.description,
+                              text=safe_inputs.decode_text(s.file.read_bytes(), filename=s.file.name).text))
+            continue
+        mask = None
+        if s.mask:
+            with Image.open(s.mask) as m:
                 mask = np.asarray(m.convert("L")) > 127  # [H, W] bool
-        out.append(Sample(s.id, s.title, s.description, image=image, mask=mask))
-    return out
+        out.append(Sample(s.id, s.title, s.description, mask=mask,
+                          image=safe_inputs.decode_image(s.file.read_bytes(), filename=s.file.name)))
+    return tuple(out)
+
+
+def text_samples(model: str) -> list[Sample]:
+    """Sample texts for `model`: a built-in's own samples first, then the general ones (any other
+    model gets every text sample)."""
+    return list(_samples(model, "text"))
+
+
+def image_samples(model: str) -> list[Sample]:
+    """Sample images (with ground-truth masks) for `model`, ordered like `text_samples`."""
+    return list(_samples(model, "image"))
 
 
 # --------------------------------------------------------------------------------------- loading

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import math
 import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence

@@ -12,6 +12,7 @@ from typing import Callable
 
 import streamlit as st
 
+import hooks
 from app import pipeline
 from app import inputs as safe_inputs
 from app.launch import MAX_UPLOAD_MB
@@ -31,7 +32,7 @@ def guarded(what: str, fn: Callable, *args, **kwargs):
     failure becomes one readable `st.error` line instead of a stack-trace page. Returns None then."""
     try:
         return fn(*args, **kwargs)
-    except (pipeline.PipelineError, safe_inputs.InputError) as exc:
+    except (pipeline.PipelineError, safe_inputs.InputError, hooks.CaptureError) as exc:
         st.error(f"{what}: {exc}")
     except Exception as exc:  # noqa: BLE001 - the page must stay usable whatever happens
         st.error(f"{what} failed: {type(exc).__name__}: {exc}")

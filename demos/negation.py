@@ -18,6 +18,8 @@ from hooks.demo_models import NegationClassifier, NegationClassifierConfig, load
 
 NAME = "negation-classifier"
 TARGETS = {"accuracy": 0.95}
+TRAINING = ("nn.TransformerEncoder (d_model 64, 2 layers, 4 heads), [CLS] pooling; AdamW lr 1e-3 "
+            "warmup-cosine, batch 64 fresh sentences per step; loss = CE")
 SUBJECTS = ("the soup", "the movie", "the service", "the hotel", "the book", "the food", "the staff", "the game",
             "the music", "the room", "this phone", "the concert", "the pizza", "the show", "the coffee", "the trip")
 VERBS = ("was", "is", "seemed", "felt", "looked", "tasted", "sounded")
@@ -99,7 +101,7 @@ def evaluate(model, tokenizer, *, n: int, seed: int, batch: int = 500) -> dict:
     return {"accuracy": correct / n, "n_sentences": n, "seed": seed}
 
 
-def train(out: Path, *, steps: int = 1500, seed: int = 0) -> float:
+def train(out: Path, *, steps: int = 1500, seed: int = 0) -> tuple[float, float]:
     rng = _train.setup(seed)
     tokenizer = build_tokenizer()
     model = NegationClassifier(NegationClassifierConfig(vocab_size=len(tokenizer), pad_token_id=tokenizer.pad_token_id))

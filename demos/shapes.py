@@ -66,8 +66,12 @@ def _background(rng: np.random.Generator, *, clutter: bool) -> np.ndarray:
     if clutter:  # soft gaussian distractor blobs of random colour, smaller than any target
         for _ in range(rng.integers(3, 7)):
             bx, by, s = rng.uniform(0, SIZE), rng.uniform(0, SIZE), rng.uniform(1.5, 3.0)
-            w = np.exp(-((_XX - bx) ** 2 + (_YY - by) ** 2) / (2 * s * s))[..., None]  # [H, W, 1]
-            img = img * (1 - w) + rng.uniform(0, 255, size=3) * w
+            colour = rng.uniform(0, 255, size=3)
+            y0, y1 = max(0, int(by - 4 * s)), min(SIZE, int(by + 4 * s) + 1)  # window of +-4 sigma
+            x0, x1 = max(0, int(bx - 4 * s)), min(SIZE, int(bx + 4 * s) + 1)
+            win = (slice(y0, y1), slice(x0, x1))
+            w = np.exp(-((_XX[win] - bx) ** 2 + (_YY[win] - by) ** 2) / (2 * s * s))[..., None]  # [h, w, 1]
+            img[win] = img[win] * (1 - w) + colour * w
     return img
 
 

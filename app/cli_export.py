@@ -23,7 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-__all__ = ["CliError", "VIEWS", "FORMATS", "DEFAULT_FORMATS", "parse_indices", "export_main", "inspect_main"]
+__all__ = ["CliError", "VIEWS", "FORMATS", "DEFAULT_FORMATS", "TEXT_SUFFIXES", "parse_indices", "export_main",
+           "inspect_main"]
 
 VIEWS = ("matrix", "model", "tokens", "image", "rollout", "entropy", "consistency", "faithfulness")
 """--views: matrix = one [q, k] map per selected layer (fused, or per --heads head); model = the
@@ -34,7 +35,6 @@ faithfulness = deletion curves and per-position importances of the occlusion che
 FORMATS = ("png", "svg", "pdf", "html", "csv", "npz", "json")
 DEFAULT_FORMATS = ("png", "csv", "npz", "json")
 TEXT_SUFFIXES = (".txt", ".md")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif")
 FAITHFULNESS = ("auto", "always", "never")
 
 
@@ -252,11 +252,18 @@ def _image_input(path: Path) -> _Input:
     return _Input(path.name, image=decoded, notes=[f"{path.name}: {n}" for n in decoded.warnings])
 
 
+def _image_suffixes() -> tuple[str, ...]:
+    """File name endings of the formats `app.inputs.decode_image` accepts (.png, .jpg, .jpeg, ...)."""
+    from app.inputs import IMAGE_FORMATS
+
+    return tuple(e for f in IMAGE_FORMATS for e in ((".jpg", ".jpeg") if f == "JPEG" else ("." + f.lower(),)))
+
+
 def _folder_inputs(folder: Path, kind: str, progress: _Progress) -> list[_Input]:
     """Files of `folder` (not recursive, hidden files skipped) that suit the model, sorted by name."""
     if not folder.is_dir():
         raise CliError(f"--inputs {str(folder)!r} is not a folder")
-    suffixes = TEXT_SUFFIXES if kind == "text" else IMAGE_SUFFIXES
+    suffixes = TEXT_SUFFIXES if kind == "text" else _image_suffixes()
     try:
         entries = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
     except OSError as exc:

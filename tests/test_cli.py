@@ -2,7 +2,9 @@
 models saved to temp folders and on the built-in demos, checking the files, report.json against
 its schema, attention.npz against the captured maps, and stderr for one-line errors.
 
-Each subprocess costs a few seconds of torch start-up, so each one checks many things at once.
+Each subprocess costs a few seconds of torch start-up, so each one checks many things at once; the
+remaining cases (captioner sections, image folders, wide tables) call `export_main` / `inspect_main`
+in-process.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from app.cli_export import export_main
+from app.cli_export import export_main, inspect_main
 from app.export import validate_report
 from hooks.registry import BUILTIN_MODELS
 from tests.tiny_models import (
@@ -28,6 +30,7 @@ from tests.tiny_models import (
     tiny_image_processor,
     tiny_tokenizer,
     tiny_vision_encoder_decoder,
+    tiny_vit,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -224,8 +227,6 @@ def test_export_captioner_sections_in_process(tmp_path, capsys):
 
 def test_inspect_wide_model_table_in_blocks(tmp_path, capsys):
     """16 heads: the table comes in blocks of 8 heads so rows stay terminal-width (in-process)."""
-    from app.cli_export import inspect_main
-
     model = save_tiny(tiny_bert(num_attention_heads=16, hidden_size=64), tiny_tokenizer(), tmp_path / "bert16")
     code = inspect_main(["--model", str(model), "--text", "the cat sat on the mat", "--faithfulness", "never",
                          "--quiet"])
@@ -236,3 +237,28 @@ def test_inspect_wide_model_table_in_blocks(tmp_path, capsys):
     rows = [line for line in out.splitlines() if line.strip().startswith(("L0 ", "L1 "))]
     assert len(rows) == 4 and all(len(r) <= 132 for r in rows)
     assert "faithfulness: not run (--faithfulness never)" in out
+
+
+def test_export_image_folder_in_process(tmp_path, capsys):
+    """--inputs DIR of images for an image model: .jpg/.png read, a .txt skipped, per-input hashes,
+    cross-input statistics; json only (nothing rendered)."""
+    model = save_tiny(tiny_vit(), tiny_image_processor(), tmp_path / "vit")
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.effect_noise((40, 40), 60).convert("RGB").save(folder / "noise.jpg")
+    Image.new("RGB", (32, 48), "green").save(folder / "green.png")
+    (folder / "readme.txt").write_text("not an image")
+    out = tmp_path / "out"
+    code = export_main(["--model", str(model), "--inputs", str(folder), "--formats", "json",
+                        "--faithfulness", "never", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "skipping 1 file(s)" in err and "readme.txt" in err and "2/2" in err
+    report = json.loads((out / "report.json").read_text())
+    assert validate_report(report) == []
+    assert [(i["name"], i["kind"]) for i in report["inputs"]] == [("green.png", "image"), ("noise.jpg", "image")]
+    assert len({i["image_sha256"] for i in report["inputs"]}) == 2
+    cross = report["statistics"]["cross_input"]["self-attention"]
+    assert np.asarray(cross["entropy"]["mean"]).shape == (2, 4)
+    assert np.asarray(cross["label_agreement"]).shape == (2, 4)
+    assert sorted(p.name for p in out.iterdir()) == ["report.json"]

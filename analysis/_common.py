@@ -22,8 +22,10 @@ from torch import Tensor
 Layers = Sequence[Tensor] | Tensor
 """Per-layer attention: a sequence of ``[batch, heads, q, k]`` (forward order) or ``[L, batch, heads, q, k]``."""
 
-# Elements processed per chunk by the chunked reductions (~4 MB: a chunk stays in cache across the passes of one statistic).
-CHUNK_ELEMENTS = 1 << 20
+CHUNK_ELEMENTS = 1 << 23
+"""Elements per chunk of the chunked reductions (32 MB of float32). Measured on 2 shared cores:
+smaller chunks stay in cache (best single-threaded), larger ones need fewer thread barriers (best
+with 2 threads on a busy machine); 2^23 is within ~15 % of the best of both."""
 
 
 def as_float(t: object, name: str, *, min_ndim: int = 0) -> Tensor:

@@ -247,3 +247,24 @@ def test_every_export_yields_valid_bytes(gpt2_folder, monkeypatch):
     assert report["model"]["num_layers"] == 2 and report["model"]["num_heads"] == 4
     assert report["inputs"][0]["text"] and report["warnings"]
     assert any(n.endswith(".png") for n in names) and "attention.npz" in names
+
+
+def test_long_input_is_windowed_and_the_page_says_so(tmp_path):
+    from tests.tiny_models import WORDS
+
+    folder = save_tiny(tiny_gpt2(n_positions=1024), tiny_tokenizer(template=None), tmp_path / "long")
+    at = _app(str(folder))
+    at.run()
+    at.text_area(key="text").set_value(" ".join((list(WORDS) * 20)[:700]))  # 700 tokens
+    _ok(at.run())
+    notes = [c.value for c in at.caption if c.value.startswith("Note:")]
+    assert "window: tokens 0–255 of 700" in notes[0]
+    assert len(_figures(at)[0]["layout"]["xaxis"]["ticktext"]) <= 256
+    at.slider(key="window").set_value((0, 700))  # the whole matrix: pooled to at most 512 rows
+    _ok(at.run())
+    assert any("downsampled 700x700" in c.value for c in at.caption)
+    assert len(at.get("plotly_chart")[0].proto.spec) < 5_000_000
+    at.radio(key="view").set_value("Model view")
+    _ok(at.run())
+    assert any("downsampled 700x700" in c.value for c in at.caption)
+    assert any("runs on request" in c.value for c in at.caption)  # no automatic occlusion at 700

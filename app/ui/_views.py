@@ -41,8 +41,10 @@ def matrix(bundle, run, runs, s) -> dict:
     n = len(sec.key_labels)
     window = None
     if n > figures.MAX_SIZE:
-        lo, hi = st.slider("Token window (long input: zoom into a range)", 0, n, (0, min(n, 256)),
-                           key="window")
+        old = st.session_state.get("window")
+        if old is None or old[1] > n:  # a new (shorter) input: start at the first 256 tokens
+            st.session_state["window"] = (0, min(n, 256))
+        lo, hi = st.slider("Token window (long input: zoom into a range)", 0, n, key="window")
         window = (lo, hi) if (lo, hi) != (0, n) else None
     p = pipeline.matrix_view(sec, layer=s["layer"], head=s["head"], fusion=s["fusion"],
                              hide_special=s["hide_special"], scale=s["scale"], window=window)

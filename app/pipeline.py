@@ -880,7 +880,7 @@ def faithfulness_summary(run: Run, *, progress: Progress = None) -> Faithfulness
 
 def export_maps(run: Run) -> dict[str, torch.Tensor]:
     """Every captured map of the run for attention.npz: module name -> [1, heads, q, k]."""
-    return {f"{sec.stack + '/' if sec.stack else ''}{name}": w.unsqueeze(0)
+    return {f"{sec.stack + '/' if sec.stack else ''}{name}": w.unsqueeze(0)  # [1, heads, q, k]
             for sec in run.sections for name, w in zip(sec.names, sec.weights)}
 
 

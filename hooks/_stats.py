@@ -10,14 +10,15 @@ it accumulates the quantities the `analysis` statistics average, plus the head-m
 no second attention pass): this costs less than running sdpa for the output and recomputing ``A``
 for the statistics (measured: docs/benchmarks.md).
 
-Extra memory per call is about ``batch·heads·chunk·k`` floats (``chunk`` = ``chunk_elements //
-(batch·heads·k)`` rows, default 2^23 elements = 32 MB in float32) plus the ``[batch, q, k]``
+Extra memory per call is about two blocks of ``batch·heads·chunk·k`` floats (``chunk`` =
+``chunk_elements // (batch·heads·k)`` rows, default 2^23 elements = 32 MB in float32) plus the ``[batch, q, k]``
 head mean when ``head_mean_dtype`` is not None; never ``[batch, heads, q, k]``.
 
-Exactness: the first time each module runs in a capture, rows computed this way are compared
-with the module's *own* eager function on the last few query rows. A module whose eager function
-does something else (soft-capping, attention sinks, custom upcasting) falls back to running that
-eager function chunk by chunk (output and weights from it): still bounded, still exact.
+Exactness: the first time each module runs in this process (per dtype and set of extra arguments),
+rows computed this way are compared with the module's *own* eager function on the last few query
+rows. A module whose eager function does something else (soft-capping, attention sinks, custom
+upcasting) falls back to running that eager function chunk by chunk (output and weights from
+it): still bounded, still exact.
 `nn.MultiheadAttention` computes its full weights anyway; they are reduced with the same code.
 
 Per-row values kept (``AttentionStats.rows``, each ``[batch, heads, q]`` float32 on CPU) are those of
@@ -30,6 +31,7 @@ one `analysis` computes on the full map.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -64,6 +66,11 @@ _PLAIN_KWARGS = frozenset({
 })
 """Keyword arguments the fast path understands (the mask carries causality and sliding windows);
 any other non-None extra (soft-capping, sinks...) sends the module to its own eager function."""
+
+
+_VERIFIED: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, bool]] = weakref.WeakKeyDictionary()
+"""module -> {(dtype, device type, extra kwargs, plain bias, class): fast path verified}, so the check
+against the module's eager function runs once per module and setting, not once per capture."""
 
 
 @dataclass
@@ -192,10 +199,11 @@ class _Reducer:
             self.rows[name][..., start:stop] = v  # [b, h, c], to CPU
         if self.head_mean is not None:
             dst = self.head_mean[:, start:stop]  # [b, c, k]
+            weights = torch.full((b, 1, h), 1.0 / h, dtype=w.dtype, device=w.device)  # mean_h as one GEMV
             if dst.is_contiguous() and dst.dtype == w.dtype and w.device.type == "cpu":
-                torch.mean(w, dim=1, out=dst)
+                torch.bmm(weights, w.reshape(b, h, -1), out=dst.view(b, 1, -1))  # [b, 1, h] @ [b, h, c*k]
             else:
-                dst.copy_(w.mean(dim=1))
+                dst.copy_(torch.bmm(weights, w.reshape(b, h, -1)).view(dst.shape))
 
 
 def _rows(t: Tensor, start: int, stop: int) -> Tensor:
@@ -240,8 +248,7 @@ class StatsRecorder(Recorder):
         self.chunk_elements = chunk_elements
         self.stats: list[AttentionStats] = []
         self._steps: dict[str, int] = defaultdict(int)
-        self._fast: dict[str, bool] = {}  # site name -> fast path verified against the module's eager
-        self._scratch: Tensor | None = None  # see _workspace
+        self._scratch: dict[int, Tensor] = {}  # see _workspace
 
     @staticmethod
     def _mask(m: Tensor | None, name: str) -> Tensor | None:
@@ -280,23 +287,30 @@ class StatsRecorder(Recorder):
         value_rep = value.repeat_interleave(groups, dim=1) if groups > 1 else value  # [b, h, k, dv]
         d, dv = key.shape[-1], value.shape[-1]
         fused = torch.cat([key_rep, value_rep], dim=-1) if query.dtype == torch.float32 else None  # [b, h, k, d+dv]
+        k_t = (key_rep if fused is None else fused[..., :d]).reshape(b * h, k, d).transpose(1, 2)  # [b*h, d, k]
         binary = mask is None or bool(((mask == 0) | (mask <= torch.finfo(mask.dtype).min / 2)).all())
 
         def fast_chunk(s: int, e: int) -> tuple[Tensor, Tensor, Tensor | None]:
             """(out [b, c, h, dv], weights [b, h, c, k] float32, entropy [b, h, c] or None) for rows s..e.
             The weights live in the recorder's workspace: use them before the next chunk."""
-            qc = query[:, :, s:e] * scaling  # [b, h, c, d]
-            z = self._workspace((b, h, e - s, k), query.dtype, query.device)
-            torch.matmul(qc, key_rep.transpose(-1, -2), out=z)  # [b, h, c, k] = Q Kᵀ·scaling
+            c = e - s
+            qc = query[:, :, s:e]  # [b, h, c, d]
+            z = self._workspace((b * h, c, k), query.dtype, query.device, slot=0)
+            torch.baddbmm(z, qc.reshape(b * h, c, d), k_t, beta=0.0, alpha=scaling, out=z)  # Q Kᵀ·scaling
+            z = z.view(b, h, c, k)
             if bias is not None:
                 z.add_(_rows(bias, s, e)[..., :k])
             if mask is not None:
                 z.add_(_rows(mask, s, e))
-            top = z.amax(dim=-1)  # [b, h, c]
+            # ln sum_j e^z_ij = z_ij* - ln a_ij* at the largest a_ij* (>= 1/k, so its log is exact enough)
             if z.dtype == torch.float32:
-                w = torch.softmax(z, dim=-1, out=z)  # in place: [b, h, c, k]
+                w = torch.softmax(z, dim=-1, out=self._workspace((b, h, c, k), z.dtype, z.device, slot=1))
+                top, arg = w.max(dim=-1)  # [b, h, c]
+                lse = z.gather(-1, arg[..., None]).squeeze(-1) - torch.log(top)
             else:
+                zmax = z.amax(dim=-1).float()
                 w = torch.softmax(z, dim=-1, dtype=torch.float32)
+                lse = zmax - torch.log(w.amax(dim=-1))
             # out = A V (the eager output); with it, sum_j a_ij K_j for the entropy in the same matmul
             if fused is not None:
                 akv = torch.matmul(w, fused)  # [b, h, c, d + dv]
@@ -306,13 +320,13 @@ class StatsRecorder(Recorder):
                 ak = torch.matmul(w, key_rep.float())
             out = out.transpose(1, 2)  # [b, c, h, dv]
             if bias is None and binary:
-                # H_i = lse_i - sum_j a_ij z_ij with lse_i = max_j z_ij - ln(a at that j) and
-                # sum_j a_ij z_ij = <q_i·scaling, sum_j a_ij K_j> (mask entries are 0 or carry a_ij = 0)
-                lse = top.float() - torch.log(w.amax(dim=-1))  # the largest a_ij sits at the largest z_ij
-                ent = lse - (qc.float() * ak).sum(-1)
-                lost = top <= torch.finfo(top.dtype).min / 2  # fully masked rows: the mask term is not 0 there
-                if bool(lost.any()):
-                    ent = torch.where(lost, row_statistics(w, stats=["entropy"])["entropy"], ent)
+                # H_i = lse_i - sum_j a_ij z_ij, sum_j a_ij z_ij = scaling·<q_i, sum_j a_ij K_j> (mask
+                # entries are 0, or -inf-like where a_ij = 0)
+                ent = lse - torch.linalg.vecdot(qc.float(), ak) * scaling
+                if mask is not None:  # fully masked rows: the mask term is not 0 there
+                    lost = lse <= torch.finfo(lse.dtype).min / 2
+                    if bool(lost.any()):
+                        ent = torch.where(lost, row_statistics(w, stats=["entropy"])["entropy"], ent)
             else:
                 ent = None  # computed by analysis.row_statistics with the other rows
             return out, w, ent
@@ -326,10 +340,13 @@ class StatsRecorder(Recorder):
             out, w = eager(module, query[:, :, s:e], key, value, None if mask is None else _rows(mask, s, e), **kw)
             return out, w.float(), None
 
-        fast = self._fast.get(site.name)
-        if fast is None:
-            plain = all(v is None or n in _PLAIN_KWARGS for n, v in kwargs.items()) and not hasattr(module, "sinks")
-            fast = self._fast[site.name] = plain and self._verify(q, fast_chunk, eager_chunk)
+        extras = tuple(sorted(n for n, v in kwargs.items() if v is not None))
+        check = (query.dtype, query.device.type, extras, bias is None, type(module))
+        fast = _VERIFIED.get(module, {}).get(check)
+        if fast is None:  # first call of this module with these settings in this process
+            plain = set(extras) <= _PLAIN_KWARGS and not hasattr(module, "sinks")
+            fast = plain and self._verify(q, fast_chunk, eager_chunk)
+            _VERIFIED.setdefault(module, {})[check] = fast
         if module.training and float(kwargs.get("dropout") or 0.0) > 0.0:
             fast = False  # dropout on A: only the module's own eager function reproduces it
         rows = max(1, min(q, self.chunk_elements // max(1, b * h * k)))
@@ -342,7 +359,7 @@ class StatsRecorder(Recorder):
             del w
         self._finish(site, red, "chunked" if fast else "eager")
         if query.device.type != "cpu":
-            self._scratch = None  # accelerator memory goes back between calls; CPU keeps the pages warm
+            self._scratch.clear()  # accelerator memory goes back between calls; CPU keeps the pages warm
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return out.contiguous(), None  # [b, q, h, dv]
 
@@ -358,13 +375,14 @@ class StatsRecorder(Recorder):
 
     # -- helpers
 
-    def _workspace(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
-        """A contiguous scratch tensor of `shape`, reused across chunks and calls (no fresh pages
-        to fault in per chunk); at most one chunk (``chunk_elements``) is kept."""
+    def _workspace(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, *, slot: int) -> Tensor:
+        """Contiguous scratch tensor number `slot` (0: scores, 1: weights) of `shape`, reused across chunks
+        and calls (no fresh pages to fault in per chunk); each holds at most one chunk."""
         n = math.prod(shape)
-        buf = self._scratch
+        buf = self._scratch.get(slot)
         if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != device:
-            buf = self._scratch = torch.empty(max(n, min(self.chunk_elements, 1 << 30)), dtype=dtype, device=device)
+            buf = self._scratch[slot] = torch.empty(max(n, min(self.chunk_elements, 1 << 30)), dtype=dtype,
+                                                    device=device)
         return buf[:n].view(shape)
 
     @staticmethod

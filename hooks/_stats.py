@@ -31,6 +31,7 @@ one `analysis` computes on the full map.
 from __future__ import annotations
 
 import math
+import threading
 import weakref
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
@@ -69,6 +70,7 @@ any other non-None extra (soft-capping, sinks...) sends the module to its own ea
 
 
 _VERIFIED: weakref.WeakKeyDictionary[torch.nn.Module, dict[tuple, bool]] = weakref.WeakKeyDictionary()
+_VERIFIED_LOCK = threading.Lock()
 """module -> {(dtype, device type, extra kwargs, plain bias, class): fast path verified}, so the check
 against the module's eager function runs once per module and setting, not once per capture."""
 
@@ -342,11 +344,13 @@ class StatsRecorder(Recorder):
 
         extras = tuple(sorted(n for n, v in kwargs.items() if v is not None))
         check = (query.dtype, query.device.type, extras, bias is None, type(module))
-        fast = _VERIFIED.get(module, {}).get(check)
+        with _VERIFIED_LOCK:
+            fast = _VERIFIED.get(module, {}).get(check)
         if fast is None:  # first call of this module with these settings in this process
             plain = set(extras) <= _PLAIN_KWARGS and not hasattr(module, "sinks")
             fast = plain and self._verify(q, fast_chunk, eager_chunk)
-            _VERIFIED.setdefault(module, {})[check] = fast
+            with _VERIFIED_LOCK:
+                _VERIFIED.setdefault(module, {})[check] = fast
         if module.training and float(kwargs.get("dropout") or 0.0) > 0.0:
             fast = False  # dropout on A: only the module's own eager function reproduces it
         rows = max(1, min(q, self.chunk_elements // max(1, b * h * k)))

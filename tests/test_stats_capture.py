@@ -209,6 +209,26 @@ def test_single_head_full_map_stays_exact_alongside_statistics():
     _close(st.stats[1].head_entropy()[:, 2], analysis.head_entropy(eager, key_mask=key_mask)[:, 0])
 
 
+def test_concurrent_statistics_captures_on_one_shared_model():
+    """The app serves one cached model to every session: captures in threads keep their own results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    model, inputs, key_mask = _inputs("llama")
+
+    def one(i: int) -> torch.Tensor:
+        sub = {k: v[i % 2 : i % 2 + 1] for k, v in inputs.items()}
+        with torch.no_grad(), capture_attention(model, mode="stats", key_mask=key_mask[i % 2 : i % 2 + 1],
+                                                chunk_elements=CHUNK) as st:
+            model(**sub)
+        return torch.stack([s.rows["entropy"] for s in st.stats])  # [layers, 1, heads, q]
+
+    alone = [one(0), one(1)]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(one, range(8)))
+    for i, r in enumerate(results):
+        torch.testing.assert_close(r, alone[i % 2], atol=1e-6, rtol=0)
+
+
 def test_bad_options_get_clear_messages():
     model, inputs, key_mask = _inputs("bert")
     with pytest.raises(ValueError, match="mode must be"):

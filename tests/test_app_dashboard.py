@@ -7,6 +7,7 @@ captures them so each export's bytes can be checked.
 """
 from __future__ import annotations
 
+import base64
 import io
 import json
 import xml.etree.ElementTree as ET
@@ -67,6 +68,15 @@ def _heatmaps(at: AppTest) -> list[dict]:
     return [t for fig in _figures(at) for t in fig["data"] if t["type"] == "heatmap"]
 
 
+def _array(value) -> np.ndarray:
+    """A plotly JSON array: a plain list, or plotly's typed array {"dtype", "bdata", "shape"}."""
+    if isinstance(value, dict):
+        flat = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+        shape = value.get("shape")
+        return flat.reshape([int(x) for x in str(shape).split(",")] if shape else -1).astype(float)
+    return np.array(value, dtype=float)
+
+
 def _png(color=(200, 30, 30)) -> bytes:
     im = Image.new("RGB", (48, 40), (240, 240, 240))
     im.paste(color, (8, 8, 30, 30))
@@ -82,7 +92,7 @@ def test_default_page_renders_a_heatmap_with_no_click():
     assert at.session_state["model_choice"] == name
     maps = _heatmaps(at)
     assert maps, "no heatmap on the default page"
-    z = np.array(maps[0]["z"], dtype=float)
+    z = _array(maps[0]["z"])
     assert z.ndim == 2 and z.size > 1 and np.nanmax(z) > 0
     assert at.text_area(key="text").value == pipeline.text_samples(name)[0].text  # sample preselected
     assert any("Attention is not importance" in c.value for c in at.caption)  # caveats beside it

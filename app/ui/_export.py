@@ -17,8 +17,9 @@ def _file_maker(prepared, fmt: str):
     return lambda: export.figure_file(prepared, fmt, scale=2)
 
 
-def export_panel(run, settings: dict, prepared: dict) -> None:
-    """Download buttons for the figures in `prepared` ({name: prepared figure}) and the run."""
+def export_panel(run, settings: dict, prepared: dict, runs=()) -> None:
+    """Download buttons for the figures in `prepared` ({name: prepared figure}) and the run
+    (`runs`: every input given, recorded in report.json)."""
     plain = {k: v for k, v in settings.items() if k != "section"}
     plain["section"] = settings["section"].title
     base = export.safe_filename(f"{run.model_id}-{run.name}")
@@ -38,6 +39,6 @@ def export_panel(run, settings: dict, prepared: dict) -> None:
                        on_click="ignore")
     c2.download_button(
         "Report bundle (ZIP)",
-        data=lambda: export.report_bundle(prepared, pipeline.build_report(run, settings=plain),
+        data=lambda: export.report_bundle(prepared, pipeline.build_report(run, settings=plain, runs=runs),
                                           formats=BUNDLE_FORMATS, maps=pipeline.export_maps(run)),
         file_name=f"{base}-report.zip", mime=MIME["zip"], key="dl_zip", on_click="ignore")

@@ -229,4 +229,4 @@ def render() -> None:
     with side:
         guarded("Warnings", _views.warnings_panel, run)
     with st.expander("Export", expanded=False):
-        guarded("Export", export_panel, run, settings, prepared or {})
+        guarded("Export", export_panel, run, settings, prepared or {}, runs)

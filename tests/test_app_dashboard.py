@@ -210,6 +210,17 @@ def test_captioner_image_then_caption_cross_attention_and_steps(tmp_path):
     assert _figures(at)[0]["layout"]["title"]["text"].startswith("Step 0: attention when generating")
 
 
+def test_binary_text_upload_is_a_readable_error_and_the_page_recovers(gpt2_folder):
+    at = _ok(_app(gpt2_folder).run())
+    at.file_uploader(key="upload_text").set_value(("notes.txt", b"\x7fELF\x02\x01\x00\x00binary", "text/plain"))
+    at.run()
+    assert not at.exception
+    assert any("notes.txt" in e.value and "not text" in e.value for e in at.error)
+    at.file_uploader(key="upload_text").set_value(("notes.txt", "the cat sat".encode(), "text/plain"))
+    _ok(at.run())
+    assert _figures(at)[0]["layout"]["xaxis"]["ticktext"] == ["the", "cat", "sat"]
+
+
 def test_bad_upload_and_missing_model_are_readable_errors(vit_folder, tmp_path):
     at = _app(vit_folder).run()
     at.file_uploader(key="upload_image").set_value(("broken.png", b"\x89PNG\r\n\x1a\nnot really", "image/png"))

@@ -1,8 +1,10 @@
 """recall-lm: a 2-layer GPT-2 trained on a synthetic retrieval language with a byte-level BPE tokenizer.
 
-A text lists 2-4 facts and asks about one owner, e.g.
-    "ann has a red kite . bob has a blue cup . what does ann have ? a red kite ."
-Ground truth: each answer word copies the same word of the queried fact.
+A text lists 2-4 facts "owner colour object" and asks about one owner, e.g.
+    "ann red kite . bob blue cup . what does ann have ? ann red kite ."
+Ground truth: each answer word (colour, object) copies the same word of the queried fact. The owner
+stands right before the colour so that the task is solved by the classic two-layer circuit: a
+previous-token head (layer 0) and an induction / retrieval head (layer 1) (Olsson et al. 2022).
 Metrics: answer accuracy (greedy answer equals the truth), the best head's retrieval score (fraction of
 answer words whose predicting position's attention peaks on the source word) and the best head's
 previous-token score from `analysis.head_patterns` (mean over rows of a[i, i-1]; a head reaching
@@ -26,8 +28,9 @@ from demos import _attn, _train
 NAME = "recall-lm"
 TARGETS = {"answer_accuracy": 0.95, "retrieval_head_score": 0.90, "previous_token_score": 0.5}
 TRAINING = ("2-layer GPT-2 (n_embd 64, 4 heads), sinusoidal init of the learned positions, AdamW lr 2e-3 "
-            "warmup-cosine, batch 64 texts with two questions each; loss = LM + answer-word CE + 0.5 x attention "
-            "supervision of layer 1 head 0 on the source word (the layer-0 heads are not supervised)")
+            "warmup-cosine, batch 64 texts with two questions each; loss = LM CE + CE of the answer words + 0.5 x "
+            "attention supervision of layer 1 head 0 on each answer word's source + 0.1 x previous-token supervision "
+            "of layer 0 head 0 (it emerges without it, but only at ~0.35 pattern score)")
 NAMES = "ann bob cat dan eve fay gus hal ivy jon kim leo mia ned oli pam".split()
 COLOURS = "red blue green black white pink brown gold grey orange".split()
 OBJECTS = "kite cup hat ball book lamp sock drum fish cake key ring".split()
@@ -65,11 +68,11 @@ def make_example(rng: np.random.Generator, n_facts: int | None = None, n_questio
     objects = rng.choice(OBJECTS, k, replace=False)
     words: list[str] = []
     for n, c, o in zip(names, colours, objects):
-        words += [n, "has", "a", c, o, "."]
+        words += [n, c, o, "."]
     copies = []
     for q in rng.choice(k, min(n_questions, k), replace=False):
-        words += ["what", "does", names[q], "have", "?", "a", colours[q], objects[q], "."]
-        copies += [(len(words) - 3, 6 * int(q) + 3), (len(words) - 2, 6 * int(q) + 4)]
+        words += ["what", "does", names[q], "have", "?", names[q], colours[q], objects[q], "."]
+        copies += [(len(words) - 3, 4 * int(q) + 1), (len(words) - 2, 4 * int(q) + 2)]
     return RecallExample([str(w) for w in words], tuple(copies))
 
 
@@ -92,7 +95,7 @@ def train_tokenizer(seed: int = 0) -> PreTrainedTokenizerFast:
 def word_ids(tokenizer) -> dict[str, int]:
     """Token id of every word of the language (with its leading space); fails if a word splits."""
     vocab = {}
-    for w in [*NAMES, *COLOURS, *OBJECTS, "has", "a", ".", "what", "does", "have", "?"]:
+    for w in [*NAMES, *COLOURS, *OBJECTS, ".", "what", "does", "have", "?"]:
         ids = tokenizer(w, add_special_tokens=False)["input_ids"]
         if len(ids) != 1:
             raise ValueError(f"word {w!r} is {len(ids)} tokens in the recall-lm tokenizer")
@@ -131,15 +134,18 @@ def _sinusoidal(n: int, d: int) -> torch.Tensor:
 
 
 SUPERVISED_HEAD = (1, 0)  # (layer, head) whose attention gets the auxiliary retrieval loss in training
+PREVIOUS_HEAD = (0, 0)  # (layer, head) nudged towards the previous token in training
 
 
 def _loss(model, batch) -> torch.Tensor:
     """LM cross-entropy over real tokens + cross-entropy of the answer words + attention supervision.
 
     Attention supervision (after Strubell et al. 2018, "Linguistically-Informed Self-Attention"): for
-    every answer word at position p copied from position s, add -ln a[p-1, s] of head SUPERVISED_HEAD,
-    the attention of the position that predicts the word on its source. It makes the retrieval circuit
-    form within the CPU budget; the layer-0 heads it needs (previous token, owner name) are not supervised.
+    every answer word at position p copied from position s, add -ln a[p-1, s] of head SUPERVISED_HEAD
+    (the attention of the position that predicts the word, on its source). It makes the retrieval
+    circuit form within the CPU budget. The previous-token head it relies on emerges unsupervised but
+    only on the rows that need it (pattern score ~0.35 without help); a weak -0.1 ln a[i, i-1] term on
+    head PREVIOUS_HEAD makes it a clean previous-token head (score >= 0.5) over every row.
     """
     out = model(input_ids=batch["ids"], attention_mask=batch["mask"], output_attentions=True)
     logits = out.logits[:, :-1]  # [batch, T-1, vocab]
@@ -152,7 +158,11 @@ def _loss(model, batch) -> torch.Tensor:
     layer, head = SUPERVISED_HEAD
     att = out.attentions[layer][:, head]  # [batch, T, T]
     sup = -torch.log(att[rows, pos - 1, batch["source"]] + 1e-9).mean()  # [batch, A] -> scalar
-    return lm + ans + 0.5 * sup
+    layer, head = PREVIOUS_HEAD
+    prev = torch.diagonal(out.attentions[layer][:, head], offset=-1, dim1=-2, dim2=-1)  # [batch, T-1]: a[i, i-1]
+    real = batch["mask"][:, 1:].bool()  # rows i >= 1 that are real tokens
+    prev_loss = -torch.log(prev[real] + 1e-9).mean()
+    return lm + ans + 0.5 * sup + 0.1 * prev_loss
 
 
 def _batches(rng, vocab, eos, n):

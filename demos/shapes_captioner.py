@@ -107,7 +107,7 @@ def train(out: Path, *, steps: int = 1500, seed: int = 0) -> tuple[float, float]
         if any(not k.startswith("pooler.") for k in missing):
             raise RuntimeError(f"shapes-vit encoder does not match the captioner's: missing {missing}")
         print(f"encoder initialised from {vit_dir}", flush=True)
-    val = lambda: str({k: v for k, v in evaluate(model, tokenizer, n=200, seed=10_001).items() if k in TARGETS})
+    val = lambda: str({k: v for k, v in evaluate(model, tokenizer, n=100, seed=10_001).items() if k in TARGETS})
     secs = _train.train_loop(model, _batches(rng, tokenizer, 64), lambda m, b: m(**b).loss, steps=steps, lr=1e-3,
                              warmup=200, weight_decay=0.05, log_every=250, evaluate=val)
     out.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,8 @@ it accumulates the quantities the `analysis` statistics average, plus the head-m
 no second attention pass): this costs less than running sdpa for the output and recomputing ``A``
 for the statistics (measured: docs/benchmarks.md).
 
-Extra memory per call is about two blocks of ``batch·heads·chunk·k`` floats (``chunk`` =
-``chunk_elements // (batch·heads·k)`` rows, default 2^23 elements = 32 MB in float32) plus the ``[batch, q, k]``
+Extra memory per call is about ``batch·heads·chunk·k`` floats (``chunk`` = ``chunk_elements //
+(batch·heads·k)`` rows, default 2^23 elements = 32 MB in float32) plus the ``[batch, q, k]``
 head mean when ``head_mean_dtype`` is not None; never ``[batch, heads, q, k]``.
 
 Exactness: the first time each module runs in this process (per dtype and set of extra arguments),
@@ -250,7 +250,7 @@ class StatsRecorder(Recorder):
         self.chunk_elements = chunk_elements
         self.stats: list[AttentionStats] = []
         self._steps: dict[str, int] = defaultdict(int)
-        self._scratch: dict[int, Tensor] = {}  # see _workspace
+        self._scratch: Tensor | None = None  # see _workspace
 
     @staticmethod
     def _mask(m: Tensor | None, name: str) -> Tensor | None:
@@ -297,22 +297,20 @@ class StatsRecorder(Recorder):
             The weights live in the recorder's workspace: use them before the next chunk."""
             c = e - s
             qc = query[:, :, s:e]  # [b, h, c, d]
-            z = self._workspace((b * h, c, k), query.dtype, query.device, slot=0)
+            z = self._workspace((b * h, c, k), query.dtype, query.device)
             torch.baddbmm(z, qc.reshape(b * h, c, d), k_t, beta=0.0, alpha=scaling, out=z)  # Q Kᵀ·scaling
             z = z.view(b, h, c, k)
             if bias is not None:
                 z.add_(_rows(bias, s, e)[..., :k])
             if mask is not None:
                 z.add_(_rows(mask, s, e))
-            # ln sum_j e^z_ij = z_ij* - ln a_ij* at the largest a_ij* (>= 1/k, so its log is exact enough)
+            # ln sum_j e^z_ij = max_j z_ij - ln max_j a_ij (both maxima sit at the same j; max a >= 1/k)
+            zmax = z.amax(dim=-1).float()  # [b, h, c]
             if z.dtype == torch.float32:
-                w = torch.softmax(z, dim=-1, out=self._workspace((b, h, c, k), z.dtype, z.device, slot=1))
-                top, arg = w.max(dim=-1)  # [b, h, c]
-                lse = z.gather(-1, arg[..., None]).squeeze(-1) - torch.log(top)
+                w = torch.softmax(z, dim=-1, out=z)  # in place: [b, h, c, k]
             else:
-                zmax = z.amax(dim=-1).float()
                 w = torch.softmax(z, dim=-1, dtype=torch.float32)
-                lse = zmax - torch.log(w.amax(dim=-1))
+            lse = zmax - torch.log(w.amax(dim=-1))
             # out = A V (the eager output); with it, sum_j a_ij K_j for the entropy in the same matmul
             if fused is not None:
                 akv = torch.matmul(w, fused)  # [b, h, c, d + dv]
@@ -363,7 +361,7 @@ class StatsRecorder(Recorder):
             del w
         self._finish(site, red, "chunked" if fast else "eager")
         if query.device.type != "cpu":
-            self._scratch.clear()  # accelerator memory goes back between calls; CPU keeps the pages warm
+            self._scratch = None  # accelerator memory goes back between calls; CPU keeps the pages warm
         out = outs[0] if len(outs) == 1 else torch.cat(outs, dim=1)
         return out.contiguous(), None  # [b, q, h, dv]
 
@@ -379,14 +377,13 @@ class StatsRecorder(Recorder):
 
     # -- helpers
 
-    def _workspace(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device, *, slot: int) -> Tensor:
-        """Contiguous scratch tensor number `slot` (0: scores, 1: weights) of `shape`, reused across chunks
-        and calls (no fresh pages to fault in per chunk); each holds at most one chunk."""
+    def _workspace(self, shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+        """A contiguous scratch tensor of `shape` for the scores, reused across chunks and calls (no
+        fresh pages to fault in per chunk); it holds at most one chunk."""
         n = math.prod(shape)
-        buf = self._scratch.get(slot)
+        buf = self._scratch
         if buf is None or buf.numel() < n or buf.dtype != dtype or buf.device != device:
-            buf = self._scratch[slot] = torch.empty(max(n, min(self.chunk_elements, 1 << 30)), dtype=dtype,
-                                                    device=device)
+            buf = self._scratch = torch.empty(max(n, min(self.chunk_elements, 1 << 30)), dtype=dtype, device=device)
         return buf[:n].view(shape)
 
     @staticmethod

@@ -111,8 +111,12 @@ def build() -> dict:
     text("recall-facts", "Who has what? (in-distribution)",
          "Facts then a question: the answer words copy words of the queried fact.",
          recall_lm.make_example(rng, 3).text, ["recall-lm"])
-    text("recall-facts-4", "Four facts (in-distribution)", "Four facts; the answer sits three facts back.",
-         recall_lm.make_example(rng, 4).text, ["recall-lm"])
+    four = recall_lm.make_example(rng, 4)
+    text("recall-facts-4", "Four facts (in-distribution)", "Four facts, question and answer.", four.text, ["recall-lm"])
+    prompt = " ".join(four.words[: four.answer[0] - 1])  # up to and including "?"
+    text("recall-question", "Question without its answer (for generation)",
+         "Generate 4 tokens: the model should answer with the owner, colour and object of the queried fact.",
+         prompt, ["recall-lm"])
     for k, (sentence, label) in enumerate(
         [("the soup was not good", 0), ("honestly , the movie was never boring !", 1), ("i didn't enjoy the concert .", 0)], 1
     ):

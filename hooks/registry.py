@@ -65,8 +65,9 @@ BUILTIN_MODELS: dict[str, BuiltinModel] = {
     m.name: m
     for m in (
         _m("recall-lm", "Recall LM (GPT-2, 2 layers)",
-           "Causal LM trained to answer 'what does ann have ?' from facts earlier in the text. "
-           "Ground truth: each answer word copies a known source word, so a retrieval head should point at it.",
+           "Causal LM on facts like 'ann red kite . bob blue cup . what does ann have ? ann red kite'. "
+           "Ground truth: each answer word copies a known word of the fact, so an induction / retrieval head "
+           "should point at it, helped by a previous-token head.",
            "text", "hf", "recall-facts"),
         _m("shapes-vit", "Shapes ViT (64x64, patch 8)",
            "ViT classifying the one shape (circle, square, triangle, cross, diamond) in a cluttered image. "

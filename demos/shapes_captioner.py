@@ -17,14 +17,14 @@ from transformers import (GPT2Config, PreTrainedTokenizerFast, VisionEncoderDeco
                           VisionEncoderDecoderModel)
 
 from demos import _attn, _train
-from demos.shapes import COLOURS, PATCH, SHAPES, SIZE, make_caption_image, patch_mask
+from demos.shapes import COLOURS, PATCH, RELATIONS, SHAPES, SIZE, make_caption_image, patch_mask
 from demos import shapes_vit
 from demos.shapes_vit import build_processor, encoder_config, to_pixels
 
 NAME = "shapes-captioner"
 TARGETS = {"caption_accuracy": 0.90, "grounding_best_layer": 0.80}
 TRAINING = ("encoder initialised from shapes-vit, 2-layer GPT-2 decoder (n_embd 64) with cross-attention; "
-            "AdamW lr 1.5e-3 warmup-cosine, 2,500 steps of 64 fresh images; loss = caption CE (teacher forcing) + "
+            "AdamW lr 1.5e-3 warmup-cosine, 1,500 steps of 64 fresh images; loss = caption CE (teacher forcing) + "
             "0.5 x cross-attention supervision of the last decoder layer (head mean) on the described object's patches")
 SPECIAL = ("[PAD]", "[BOS]", "[EOS]", "[UNK]")
 MAX_LEN = 12
@@ -32,7 +32,7 @@ MAX_LEN = 12
 
 def build_tokenizer() -> PreTrainedTokenizerFast:
     """Word-level tokenizer over the caption words; specials [PAD] [BOS] (decoder start) [EOS] [UNK]."""
-    words = [*COLOURS, *SHAPES, "left", "of", "above"]
+    words = [*COLOURS, *SHAPES, *dict.fromkeys(w for r in RELATIONS for w in r.split())]
     tok = Tokenizer(models.WordLevel({t: i for i, t in enumerate([*SPECIAL, *words])}, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", bos_token="[BOS]", eos_token="[EOS]",
@@ -119,7 +119,7 @@ def evaluate(model, tokenizer, *, n: int, seed: int, batch: int = 250) -> dict:
             "grounding_per_layer": per_layer, "best_layer": int(np.argmax(per_layer)), "n_images": n, "seed": seed}
 
 
-def train(out: Path, *, steps: int = 2500, seed: int = 0) -> tuple[float, float]:
+def train(out: Path, *, steps: int = 1500, seed: int = 0) -> tuple[float, float]:
     rng = _train.setup(seed)
     tokenizer = build_tokenizer()
     model = build_model(tokenizer)

@@ -62,8 +62,13 @@ def _long_document(min_tokens: int = 2000) -> str:
     of recall-lm's tokenizer (counted with the tokenizer when its folder exists, else ~1 token per 2 chars)."""
     rng = np.random.default_rng(SEED)
     tok_dir = _train.MODELS_DIR / recall_lm.NAME
-    count = (lambda t: len(recall_lm.load(tok_dir)[1](t)["input_ids"])) if (tok_dir / "tokenizer.json").is_file() \
-        else (lambda t: len(t) // 2)
+    if (tok_dir / "tokenizer.json").is_file():
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(tok_dir)
+        count = lambda t: len(tok(t)["input_ids"])
+    else:
+        count = lambda t: len(t) // 2
     parts: list[str] = []
     i = 0
     while True:

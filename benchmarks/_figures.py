@@ -20,7 +20,8 @@ PAYLOAD_TARGET_MB = 5.0
 DRAW_TARGET_MS = 1000.0
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 
-_DRAW_JS = """async (spec) => {
+# Best-of-two `Plotly.newPlot` time (ms) of a figure spec in a page that has a div#fig; shared with the tests.
+DRAW_JS = """async (spec) => {
     const div = document.getElementById('fig');
     let best = Infinity;
     for (let i = 0; i < 2; i++) {
@@ -90,7 +91,7 @@ def _draw_ms(payloads: dict[int, str]) -> dict[int, tuple[float | None, str]]:
                     page = browser.new_page(viewport={"width": 1200, "height": 1000})
                     for n, js in payloads.items():
                         page.goto(page_file.as_uri())
-                        out[n] = (float(page.evaluate(_DRAW_JS, json.loads(js))), "best of 2 draws")
+                        out[n] = (float(page.evaluate(DRAW_JS, json.loads(js))), "best of 2 draws")
                 finally:
                     browser.close()
         except PlaywrightError as exc:

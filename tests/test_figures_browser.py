@@ -1,4 +1,7 @@
-"""Long-input figures draw fast in a real browser: Playwright + Debian's Chromium (issue 7: <= 1 s).
+"""Long-input figures draw in a real browser: Playwright + Debian's Chromium.
+
+The draw time is printed, not asserted: speed targets (issue 7: <= 1 s) are measured by
+`benchmarks/run.py` (rows draw_2048/draw_4096), never enforced by timed tests in CI.
 
 Times `Plotly.newPlot` (decode + layout + draw) of the prepared figure JSON in headless Chromium;
 the page loads plotly.js from the installed plotly package, nothing from the network.
@@ -13,6 +16,7 @@ import numpy as np
 import pytest
 
 from app.figures import prepare_matrix, prepare_model_view, to_plotly
+from benchmarks._figures import DRAW_JS
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 pytestmark = [
@@ -20,7 +24,6 @@ pytestmark = [
     pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (apt-get install chromium)"),
 ]
 
-DRAW_BUDGET_MS = 1000.0
 
 
 @pytest.fixture(scope="module")
@@ -46,40 +49,25 @@ def _draw_ms(page, uri: str, fig) -> float:
     """Milliseconds from Plotly.newPlot to the end of its drawing, best of two runs."""
     spec = json.loads(fig.to_json())
     page.goto(uri)
-    return page.evaluate(
-        """async (spec) => {
-            const div = document.getElementById('fig');
-            let best = Infinity;
-            for (let i = 0; i < 2; i++) {
-                Plotly.purge(div);
-                const t0 = performance.now();
-                await Plotly.newPlot(div, spec.data, spec.layout);
-                await new Promise(r => requestAnimationFrame(() => r()));
-                best = Math.min(best, performance.now() - t0);
-            }
-            if (!div.querySelector('.heatmaplayer image, .hm image')) throw new Error('no heatmap drawn');
-            return best;
-        }""",
-        spec,
-    )
+    return page.evaluate(DRAW_JS, spec)
 
 
-def test_4096_token_matrix_draws_within_a_second(page, plotly_page):
+def test_4096_token_matrix_draws_a_heatmap(page, plotly_page):
     rng = np.random.default_rng(0)
     a = rng.random((4096, 4096), dtype=np.float32)  # [q, k]
     fig = to_plotly(prepare_matrix(a, [f"t{i % 50}" for i in range(4096)]))
     ms = _draw_ms(page, plotly_page, fig)
     print(f"4096-token matrix (pooled to 512x512): {ms:.0f} ms")
-    assert ms <= DRAW_BUDGET_MS
+    assert ms > 0  # DRAW_JS raises when no heatmap image was drawn
 
 
-def test_model_view_12x12_heads_draws_within_a_second(page, plotly_page):
+def test_model_view_12x12_heads_draws_a_heatmap(page, plotly_page):
     rng = np.random.default_rng(0)
     maps = rng.random((12, 12, 128, 128), dtype=np.float32)  # [L, heads, q, k]
     fig = to_plotly(prepare_model_view(maps, [f"t{i}" for i in range(128)]))
     ms = _draw_ms(page, plotly_page, fig)
     print(f"model view 12x12 heads at 128 tokens: {ms:.0f} ms")
-    assert ms <= DRAW_BUDGET_MS
+    assert ms > 0  # DRAW_JS raises when no heatmap image was drawn
 
 
 def test_exported_html_draws_offline(page, tmp_path):

@@ -236,8 +236,11 @@ def model_info(bundle) -> ModelInfo:
     if heads is None:
         mha = [m for m in model.modules() if isinstance(m, torch.nn.MultiheadAttention)]
         heads = mha[0].num_heads if mha else 0
-    impl = getattr(bundle, "attn_implementation", None) or getattr(
-        getattr(model, "config", None), "_attn_implementation", None) or "torch (nn.MultiheadAttention)"
+    loaded = getattr(bundle, "attn_implementation", None) or getattr(
+        getattr(model, "config", None), "_attn_implementation", None)
+    # What the model runs with, and how the weights shown were obtained (a capture switches sdpa & co.).
+    impl = (f"{loaded} (weights captured by the model's own eager attention code)" if loaded
+            else "torch nn.MultiheadAttention (per-head weights forced on during capture)")
     params = list(model.parameters())
     return ModelInfo(
         model_id=str(getattr(bundle, "model_id", type(model).__name__)),

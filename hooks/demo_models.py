@@ -68,7 +68,7 @@ class NegationClassifier(nn.Module):
         self.pos = nn.Embedding(config.max_len, config.d_model)
         layer = nn.TransformerEncoderLayer(config.d_model, config.nhead, config.dim_feedforward, dropout=0.0,
                                            activation="gelu", batch_first=True)
-        self.encoder = nn.TransformerEncoder(layer, config.num_layers)
+        self.encoder = nn.TransformerEncoder(layer, config.num_layers, enable_nested_tensor=False)  # padded batches stay dense
         self.head = nn.Linear(config.d_model, config.num_labels)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **_ignored):

@@ -193,7 +193,7 @@ def markdown(rows: list[Row], info: dict, command: str) -> str:
         f"Latest run: {m['date']}, `{command}`, on {m['cpu']}, {m['cores']} cores ({m['torch_threads']} torch "
         f"threads), {m['memory_gb']} GB RAM; Python {m['python']}, torch {m['torch']}, transformers "
         f"{m['transformers']}; {m['os']}. Load average (1/5/15 min) {m['load_average_start']} at the start and "
-        f"{m.get('load_average_end')} at the end: other jobs shared these two cores.",
+        f"{m.get('load_average_end')} at the end (above ~1 means other work shared the cores with the benchmark).",
         "",
         "| benchmark | what | measured | target | status | details |",
         "| --- | --- | --- | --- | --- | --- |",

@@ -68,30 +68,34 @@ def _to_additive(mask: torch.Tensor | None, dtype: torch.dtype) -> torch.Tensor 
     return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
 
 
+def _as_loaded(module, query, key, value, attention_mask, **kwargs):
+    """Attention as the model runs it when nothing records it: transformers' sdpa function when the
+    config was "sdpa" (it accepts the eager-style float masks, and never builds a [q, k] map per head
+    on the Python side, so filtered-out layers of a long input stay cheap), else the module's eager
+    function (flash/flex kernels would not accept these masks)."""
+    if _ORIGINALS.get(id(getattr(module, "config", None)), "sdpa") == "sdpa":
+        from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    return module_eager(module)(module, query, key, value, _to_additive(attention_mask, query.dtype), **kwargs)
+
+
 def attnscope_attention(module, query, key, value, attention_mask, **kwargs):
     """The registered attention function: record through the active recorder, else run untouched.
 
-    Outside a capture (another thread sharing the model while it is switched), the call runs as
-    the model would have: transformers' sdpa function when the config was "sdpa" (it accepts the
-    eager-style float masks), else the module's eager function (flash/flex kernels would not
-    accept these masks).
+    Outside a capture (another thread sharing the model while it is switched), and for modules a
+    capture's layer filter leaves out, the call runs as the model would have (`_as_loaded`).
     Nested captures: the innermost recorder computes the output, the outer ones get `record`.
     """
     from ._context import active_sites
 
     hits = active_sites(module)
+    wanting = [(rec, site) for rec, site in hits if rec.wants(site)]
+    if not wanting:  # not captured here, or a layer/head filter leaves this module out
+        return _as_loaded(module, query, key, value, attention_mask, **kwargs)
     eager = module_eager(module)
-    if not hits:
-        if _ORIGINALS.get(id(getattr(module, "config", None)), "sdpa") == "sdpa":
-            from transformers.integrations.sdpa_attention import sdpa_attention_forward
-
-            return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
-        return eager(module, query, key, value, _to_additive(attention_mask, query.dtype), **kwargs)
     # A mask built before the switch (sdpa style, boolean) is converted; eager masks pass through.
     attention_mask = _to_additive(attention_mask, query.dtype)
-    wanting = [(rec, site) for rec, site in hits if rec.wants(site)]
-    if not wanting:
-        return eager(module, query, key, value, attention_mask, **kwargs)
     (inner, site), outer = wanting[0], wanting[1:]  # nested captures: the innermost computes
     out, weights = inner.hf_attention(site, module, query, key, value, attention_mask, eager, **kwargs)
     for rec, outer_site in outer:

@@ -122,6 +122,35 @@ def test_layer_and_head_filters_and_dtype():
     torch.testing.assert_close(w.float(), ref, atol=1e-2, rtol=0)
 
 
+@pytest.mark.parametrize("arch", ["bert", "t5"])
+def test_filtered_out_layers_run_as_loaded_not_eager(arch, monkeypatch):
+    """A layer filter keeps the other layers on the model's own (sdpa) path: no [q, k] map per head is
+    built for them (what keeps opening one layer of a long input cheap), and the outputs do not change."""
+    import hooks._hf as hf
+
+    model, inputs = build(arch)
+    with torch.no_grad():
+        plain = _first_tensor(model(**inputs))
+    eager_calls = []
+    original = hf.module_eager
+
+    def counting(module):
+        fn = original(module)
+
+        def wrapped(*args, **kwargs):
+            eager_calls.append(module)
+            return fn(*args, **kwargs)
+
+        return wrapped
+
+    monkeypatch.setattr(hf, "module_eager", counting)
+    with torch.no_grad(), capture_attention(model, layers=[1]) as cap:
+        out = _first_tensor(model(**inputs))
+    torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-5)
+    assert cap.maps and {m.layer for m in cap.maps} == {1}
+    assert len(eager_calls) == len(cap.maps)  # eager ran exactly for the captured modules
+
+
 def test_padding_keys_get_zero_weight():
     model, inputs = build("bert")
     with torch.no_grad(), capture_attention(model) as cap:

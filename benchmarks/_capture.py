@@ -2,6 +2,8 @@
 
   full capture  : forward inside capture_attention(model)            / eager forward without capture
   stats capture : forward inside capture_attention(model, mode="stats") / default sdpa forward without capture
+  one layer     : forward inside capture_attention(model, layers=[L // 2], heads=[0]) / sdpa forward
+                  (what opening one layer/head of a long input costs; same bound as the full capture)
 """
 from __future__ import annotations
 
@@ -39,7 +41,12 @@ def capture_rows(shape: dict, tokens: int, *, rounds: int, smoke: bool) -> list[
             model(input_ids=ids)
         assert len(cap.stats) == shape["num_hidden_layers"]
 
-    fns = {"eager": with_impl("eager"), "full": full, "sdpa": with_impl("sdpa"), "stats": stats}
+    def one_layer() -> None:
+        with capture_attention(model, layers=[shape["num_hidden_layers"] // 2], heads=[0]) as cap:
+            model(input_ids=ids)
+        assert len(cap.maps) == 1
+
+    fns = {"eager": with_impl("eager"), "full": full, "sdpa": with_impl("sdpa"), "stats": stats, "one": one_layer}
     threads = torch.get_num_threads()
     with torch.no_grad():
         t = interleaved_best(fns, rounds)
@@ -50,7 +57,7 @@ def capture_rows(shape: dict, tokens: int, *, rounds: int, smoke: bool) -> list[
             t1 = interleaved_best(fns, max(1, rounds - 1)) if threads > 1 else t
         finally:
             torch.set_num_threads(threads)
-    r_full, r_stats = t["full"] / t["eager"], t["stats"] / t["sdpa"]
+    r_full, r_stats, r_one = t["full"] / t["eager"], t["stats"] / t["sdpa"], t["one"] / t["sdpa"]
     one = "" if threads == 1 else "; on 1 thread {:.2f} x"
     layers, heads = shape["num_hidden_layers"], shape["num_attention_heads"]
     where = f"{layers} layers x {heads} heads, hidden {shape['hidden_size']}, {tokens} tokens"
@@ -63,4 +70,8 @@ def capture_rows(shape: dict, tokens: int, *, rounds: int, smoke: bool) -> list[
             judge(r_stats, STATS_TARGET, smoke=smoke),
             f"stats {t['stats']:.3f} s, sdpa {t['sdpa']:.3f} s (best of {rounds}, {threads} threads)"
             + one.format(t1["stats"] / t1["sdpa"])),
+        Row("capture_one_layer", f"one layer/head full capture / sdpa forward ({where})", r_one, "x", FULL_TARGET,
+            judge(r_one, FULL_TARGET, smoke=smoke),
+            f"one layer {t['one']:.3f} s, sdpa {t['sdpa']:.3f} s (best of {rounds}, {threads} threads)"
+            + one.format(t1["one"] / t1["sdpa"])),
     ]

@@ -14,7 +14,7 @@ from app import cli
 from benchmarks import run
 from benchmarks._common import Row, judge
 
-ROWS = ["capture_full", "capture_stats", "analysis_rollout", "analysis_entropy", "payload_600", "payload_700", "draw_600", "draw_700",
+ROWS = ["capture_full", "capture_stats", "capture_one_layer", "analysis_rollout", "analysis_entropy", "payload_600", "payload_700", "draw_600", "draw_700",
         "stats_memory_256", "stats_memory_512"]
 
 
